@@ -1,0 +1,1 @@
+"""Shared code of the FTI platform: settings, assets, validation and Feast helpers."""

@@ -1,0 +1,8 @@
+"""The Airflow assets that link the three pipelines (cheap to import: DAG files use it)."""
+
+from airflow.sdk import Asset
+
+#: emitted by feature_pipeline when a data interval's features are published and materialized
+FEATURES = Asset(name="fti_features", uri="fti://features/flight_delay_v1", group="fti")
+#: emitted by training_pipeline when a new champion model is promoted
+MODEL = Asset(name="fti_model", uri="fti://models/flight_delay/champion", group="fti")

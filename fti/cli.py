@@ -1,0 +1,72 @@
+"""Command line of the platform, used by the Makefile.
+
+- ``env``: shell ``export`` lines that configure Airflow from the settings;
+- ``feast-apply``: ``feast apply`` of the feature repo, and a feature_store.yaml for the CLI;
+- ``demo``: run the feature pipeline over a range of days and print the summary;
+- ``summary``: print what the stores hold now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from datetime import date, timedelta
+
+from fti.settings import get_settings
+
+
+def _env(_: argparse.Namespace) -> int:
+    from fti.airflow_env import airflow_env
+
+    for k, v in airflow_env(get_settings()).items():
+        print(f"export {k}={shlex.quote(v)}")
+    return 0
+
+
+def _feast_apply(_: argparse.Namespace) -> int:
+    from fti import featurestore
+
+    print(featurestore.apply())
+    print(f"feature_store.yaml for the feast CLI: {featurestore.write_yaml()}")
+    return 0
+
+
+def _days(text: str) -> tuple[date, date]:
+    first, _, last = text.partition("..")
+    a = date.fromisoformat(first)
+    return a, date.fromisoformat(last) if last else a
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fti.demo import run_demo
+
+    first, last = _days(args.days)
+    return run_demo(first, last)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from fti.demo import print_summary
+
+    first, last = _days(args.days)
+    print_summary(first, last)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fti")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("env", help="export lines for Airflow").set_defaults(fn=_env)
+    sub.add_parser("feast-apply", help="feast apply the feature repo").set_defaults(fn=_feast_apply)
+    demo_days = f"2013-01-01..{(date(2013, 1, 1) + timedelta(days=13)).isoformat()}"
+    d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
+    d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")
+    d.set_defaults(fn=_demo)
+    s = sub.add_parser("summary", help="print the demo summary for DAYS")
+    s.add_argument("--days", default=demo_days)
+    s.set_defaults(fn=_summary)
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return args.fn(args)

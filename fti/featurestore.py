@@ -1,0 +1,187 @@
+"""Feast, configured from the platform settings.
+
+The store's configuration is built in code from :class:`~fti.settings.Settings` (SQLite or
+Redis online store, file or SQL registry), so no ``feature_store.yaml`` has to be edited per
+machine. :func:`write_yaml` renders one for the ``feast`` CLI, with secrets left as
+``${FTI_...}`` references that Feast expands from the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fti.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+log = logging.getLogger(__name__)
+
+#: feature views materialized to the online store (labels are offline only)
+ONLINE_VIEWS = (
+    "origin_weather_hourly",
+    "carrier_delay_history",
+    "route_delay_history",
+    "plane_attributes",
+)
+FEATURE_SERVICE = "flight_delay_v1"
+
+
+def _online_store(settings: Settings, *, for_yaml: bool = False) -> dict[str, Any]:
+    if settings.online_store == "redis":
+        conn = (
+            "${FTI_REDIS_CONNECTION_STRING}"
+            if for_yaml
+            else settings.redis_connection_string.get_secret_value()
+        )
+        return {"type": "redis", "connection_string": conn}
+    return {"type": "sqlite", "path": str(settings.sqlite_online_path)}
+
+
+def _registry(settings: Settings) -> dict[str, Any]:
+    reg = settings.registry
+    if "://" in reg and not reg.startswith(("s3://", "gs://", "file://")):
+        return {"registry_type": "sql", "path": reg, "cache_ttl_seconds": 60}
+    return {"registry_type": "file", "path": reg, "cache_ttl_seconds": 60}
+
+
+def repo_config(settings: Settings | None = None) -> RepoConfig:
+    """The Feast ``RepoConfig`` these settings describe."""
+    from feast.repo_config import RepoConfig
+
+    settings = settings or get_settings()
+    return RepoConfig(
+        project=settings.feast_project,
+        provider="local",
+        registry=_registry(settings),
+        online_store=_online_store(settings),
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+        repo_path=settings.feature_repo,
+    )
+
+
+def feature_store(settings: Settings | None = None) -> FeatureStore:
+    from feast import FeatureStore
+
+    settings = settings or get_settings()
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(settings))
+
+
+def apply(settings: Settings | None = None) -> str:
+    """``feast apply`` of the feature repo (idempotent: an unchanged repo changes nothing).
+
+    Returns Feast's printed plan.
+    """
+    from feast.repo_operations import apply_total
+
+    settings = settings or get_settings()
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    repo = str(settings.feature_repo)
+    # the declarations import each other by module name, as `feast apply` run in the repo does
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    out = io.StringIO()
+    try:
+        # apply_total chdirs into the repo and prints its plan
+        with contextlib.redirect_stdout(out):
+            apply_total(repo_config(settings), settings.feature_repo, skip_source_validation=True)
+    finally:
+        os.chdir(cwd)
+    text = out.getvalue()
+    log.info("feast apply:\n%s", text)
+    return text
+
+
+def materialize(start: datetime, end: datetime, settings: Settings | None = None) -> None:
+    """Load the online views' latest values in ``[start, end)`` into the online store."""
+    store = feature_store(settings)
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
+
+
+def online_entity_counts(settings: Settings | None = None) -> dict[str, int]:
+    """Entities held in the online store, per online feature view."""
+    settings = settings or get_settings()
+    if settings.online_store == "redis":
+        return _redis_counts(settings)
+    import sqlite3
+
+    path = settings.sqlite_online_path
+    counts = dict.fromkeys(ONLINE_VIEWS, 0)
+    if not path.exists():
+        return counts
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for view in ONLINE_VIEWS:
+            table = f"{settings.feast_project}_{view}"
+            if table in tables:
+                (n,) = con.execute(f'SELECT COUNT(DISTINCT entity_key) FROM "{table}"').fetchone()
+                counts[view] = n
+    return counts
+
+
+def redis_client(settings: Settings):
+    """A redis-py client for Feast's connection string ('host:port,db=0,password=...')."""
+    import redis
+
+    parts = settings.redis_connection_string.get_secret_value().split(",")
+    host, _, port = parts[0].partition(":")
+    kwargs: dict[str, Any] = {"host": host or "localhost", "port": int(port or 6379)}
+    for p in parts[1:]:
+        k, _, v = p.partition("=")
+        k = k.strip()
+        if k == "db":
+            kwargs["db"] = int(v)
+        elif k == "password":
+            kwargs["password"] = v
+        elif k == "ssl":
+            kwargs["ssl"] = v.lower() == "true"
+        elif k == "username":
+            kwargs["username"] = v
+    return redis.Redis(socket_timeout=2, **kwargs)
+
+
+def _redis_counts(settings: Settings) -> dict[str, int]:
+    # Feast keeps one hash per entity key with a "_ts:<view>" field for each view it holds
+    client = redis_client(settings)
+    counts = dict.fromkeys(ONLINE_VIEWS, 0)
+    marker = settings.feast_project.encode()
+    for key in client.scan_iter(count=1000):
+        if not key.endswith(marker):
+            continue
+        for field in client.hkeys(key):
+            if field.startswith(b"_ts:"):
+                view = field[4:].decode()
+                if view in counts:
+                    counts[view] += 1
+    return counts
+
+
+def write_yaml(settings: Settings | None = None) -> Path:
+    """Render ``feature_store.yaml`` for the feast CLI (``feast -f <it> ...``)."""
+    import yaml
+
+    settings = settings or get_settings()
+    cfg = {
+        "project": settings.feast_project,
+        "provider": "local",
+        "registry": _registry(settings),
+        "online_store": _online_store(settings, for_yaml=True),
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+    path = settings.feast_dir / "feature_store.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path

