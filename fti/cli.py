@@ -33,6 +33,28 @@ def _feast_apply(_: argparse.Namespace) -> int:
     return 0
 
 
+def _login(args: argparse.Namespace) -> int:
+    """Wait for `airflow standalone` to write the admin password, then print the login."""
+    import json
+    import time
+
+    settings = get_settings()
+    path = settings.airflow_dir / "simple_auth_manager_passwords.json.generated"
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            for user, password in json.loads(path.read_text()).items():
+                print(
+                    f"\n  Airflow UI: http://localhost:{settings.airflow_port}/  "
+                    f"login: {user} / {password}\n",
+                    flush=True,
+                )
+            return 0
+        time.sleep(1)
+    print(f"no Airflow login found at {path} after {args.wait} s", file=sys.stderr)
+    return 1
+
+
 def _days(text: str) -> tuple[date, date]:
     first, _, last = text.partition("..")
     a = date.fromisoformat(first)
@@ -59,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("env", help="export lines for Airflow").set_defaults(fn=_env)
     sub.add_parser("feast-apply", help="feast apply the feature repo").set_defaults(fn=_feast_apply)
+    lg = sub.add_parser("login", help="print the Airflow UI login once standalone wrote it")
+    lg.add_argument("--wait", type=int, default=120)
+    lg.set_defaults(fn=_login)
     demo_days = f"2013-01-01..{(date(2013, 1, 1) + timedelta(days=13)).isoformat()}"
     d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
     d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")

@@ -1,0 +1,53 @@
+# The two commands of the quick start are `make demo` and `make test`; see README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+# Airflow's configuration comes from the platform settings (python -m fti env)
+AIRFLOW_ENV = eval "$$($(PY) -m fti env)" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+DAYS ?= 2013-01-01..2013-01-14
+
+.PHONY: help install init demo up test lint clean bench
+
+help:
+	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), print a summary"
+	@echo "make test    install if needed, run the whole test suite"
+	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080"
+	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"
+	@echo "make clean   remove all local state (.fti/)"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# constraints.txt is the lock: exactly the versions the tests ran with
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+init: install
+	@$(AIRFLOW_ENV) && mkdir -p "$$AIRFLOW_HOME" && airflow db migrate >/dev/null 2>&1 \
+		&& airflow dags reserialize >/dev/null 2>&1 && echo "Airflow initialised in $$AIRFLOW_HOME"
+	@$(PY) -m fti feast-apply | tail -n 3
+
+demo: init
+	@$(AIRFLOW_ENV) && $(PY) -m fti demo --days $(DAYS)
+
+up: init
+	@$(AIRFLOW_ENV) && ($(PY) -m fti login &) && exec airflow standalone
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/feature_pipeline.py
+
+clean:
+	rm -rf .fti

