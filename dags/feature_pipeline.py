@@ -23,9 +23,12 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 from fti.assets import FEATURES
+from fti.settings import get_settings
 from fti.timetables import DailyReplayTimetable
 
-TZ = "America/New_York"
+SETTINGS = get_settings()
+TZ = SETTINGS.timezone
+FIRST, LAST = SETTINGS.first_day, SETTINGS.last_day
 
 
 def _validated(check, *args):
@@ -48,11 +51,10 @@ def _interval():
 @dag(
     dag_id="feature_pipeline",
     schedule=DailyReplayTimetable("0 0 * * *", timezone=TZ),
-    # UTC midnight, the instant a bare `airflow dags test feature_pipeline 2013-01-01` names (so
-    # the first day works by hand too); the first scheduled interval is still local 2013-01-01
-    start_date=pendulum.datetime(2013, 1, 1, tz="UTC"),
-    end_date=pendulum.datetime(2013, 12, 31, 23, 59, tz=TZ),
-    catchup=True,
+    start_date=pendulum.datetime(FIRST.year, FIRST.month, FIRST.day, tz=TZ),
+    end_date=pendulum.datetime(LAST.year, LAST.month, LAST.day, 23, 59, tz=TZ),
+    # unpaused, Airflow replays 2013 day after day from the last run, as if it were arriving
+    catchup=SETTINGS.feature_catchup,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(seconds=20)},
     tags=["fti", "feature-pipeline", "spark", "feast", "great-expectations"],

@@ -6,8 +6,10 @@ so they are the runs a user then sees in the web UI after ``make up``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -34,8 +36,37 @@ def load_dag(settings: Settings, dag_id: str):
     return getattr(module, f"{dag_id}_dag")
 
 
-def run_days(first: date, last: date, settings: Settings | None = None) -> list[tuple[date, str]]:
-    """Run ``feature_pipeline`` for each local day in order; returns (day, state) pairs."""
+@contextlib.contextmanager
+def _output_to(log: Path | None):
+    """Send everything written to stdout/stderr (Airflow's and Spark's too) to ``log``."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_days(
+    first: date, last: date, settings: Settings | None = None, log: Path | None = None
+) -> list[tuple[date, str]]:
+    """Run ``feature_pipeline`` for each local day in order; returns (day, state) pairs.
+
+    With ``log``, Airflow's output goes to that file and only one line per day is printed.
+    """
     settings = settings or get_settings()
     _configure_airflow(settings)
     import pendulum
@@ -45,12 +76,16 @@ def run_days(first: date, last: date, settings: Settings | None = None) -> list[
     d = first
     while d <= last:
         t0 = time.perf_counter()
-        # a bare date: the DAG's timetable takes UTC midnight as that local day
-        dr = dag.test(logical_date=pendulum.datetime(d.year, d.month, d.day, tz="UTC"))
+        with _output_to(log):
+            # the logical date a scheduled run of that day has: once the DAG is unpaused, the
+            # scheduler sees these days as done and carries on with the next one
+            dr = dag.test(logical_date=pendulum.datetime(d.year, d.month, d.day, tz=settings.timezone))
         state = str(dr.state)
         states.append((d, state))
         print(f"feature_pipeline {d}: {state} ({time.perf_counter() - t0:.0f} s)", flush=True)
         if state != "success":
+            failed = [ti.task_id for ti in dr.get_task_instances() if ti.state == "failed"]
+            print(f"  failed task(s): {', '.join(failed) or '?'}; see {log or 'the output above'}")
             break
         d += timedelta(days=1)
     return states
@@ -118,14 +153,16 @@ def print_summary(first: date, last: date, settings: Settings | None = None) -> 
     print(f"  make up                  Airflow UI on http://localhost:{settings.airflow_port} (these runs are there)")
     print(f"  validation reports       {settings.reports_dir / 'validation'}/<boundary>/<table>/<day>/<run>/index.html")
     print(f"  offline store            {settings.offline_dir}")
-    print("  feast CLI                .venv/bin/feast -f .fti/feast/feature_store.yaml feature-views list")
+    print(f"  feast CLI                .venv/bin/feast -c feature_repo -f {settings.feast_dir / 'feature_store.yaml'} feature-views list")
     return s
 
 
 def run_demo(first: date, last: date) -> int:
     settings = get_settings()
     t0 = time.perf_counter()
-    states = run_days(first, last, settings)
+    log = settings.home / "logs" / "demo.log"
+    print(f"Running feature_pipeline for {first}..{last} through Airflow (full log: {log})")
+    states = run_days(first, last, settings, log=log)
     s = print_summary(first, last, settings)
     print(f"\nfeature pipeline over {len(states)} days took {time.perf_counter() - t0:.0f} s")
     ok = all(state == "success" for _, state in states) and s["days_landed"] == (last - first).days + 1

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     )
     airflow_port: int = 8080
     airflow_parallelism: int = 4
+    feature_catchup: bool = Field(
+        default=True,
+        description="Unpausing feature_pipeline replays the rest of 2013 day by day (catchup).",
+    )
 
     # --- the data set ----------------------------------------------------------------------
     timezone: str = Field(

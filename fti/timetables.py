@@ -4,12 +4,12 @@ Scheduled runs and backfills are those of ``CronDataIntervalTimetable`` (a run w
 D covers local day D). Airflow's default for a manual run at time T is the *last complete*
 interval before T, so ``airflow dags test feature_pipeline 2013-01-05`` would process January 4;
 here a manual run at T processes the day that contains T, the same day a backfill of D does.
-Registered by ``plugins/fti_timetables.py``.
+Registered by ``plugins/fti_timetables.py``. Airflow's default time zone is set to the data
+set's (``fti.airflow_env``), so a bare date on the command line is that local midnight.
 """
 
 from __future__ import annotations
 
-import pendulum
 from airflow.timetables.base import DataInterval
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -20,10 +20,5 @@ class DailyReplayTimetable(CronDataIntervalTimetable):
     description = "daily, local midnight (manual runs cover their own day)"
 
     def infer_manual_data_interval(self, *, run_after) -> DataInterval:
-        utc = run_after.in_timezone("UTC")
-        if (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0):
-            # A bare date (`airflow dags test feature_pipeline 2013-01-05`) reaches us as UTC
-            # midnight, which is the evening before in New York: take it as that local day.
-            run_after = pendulum.datetime(utc.year, utc.month, utc.day, tz=self._timezone)
         start = self._align_to_prev(run_after)
         return DataInterval(start=start, end=self._get_next(start))

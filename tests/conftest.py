@@ -54,3 +54,16 @@ def settings():
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import shutil
+
+    # stop Spark while pytest's streams are open (py4j logs its shutdown)
+    if "pyspark" in sys.modules:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
+    shutil.rmtree(HOME, ignore_errors=True)

@@ -69,8 +69,9 @@ def test_schedule_covers_local_days():
 
     tt = DailyReplayTimetable("0 0 * * *", timezone="America/New_York")
     ny = "America/New_York"
-    # a bare date (what `airflow dags test feature_pipeline 2013-01-05` passes) is that local day
-    iv = tt.infer_manual_data_interval(run_after=pendulum.datetime(2013, 1, 5, tz="UTC"))
+    # a bare date (`airflow dags test feature_pipeline 2013-01-05`, parsed in the default time
+    # zone the project sets) is that local day, not the day before as Airflow's default has it
+    iv = tt.infer_manual_data_interval(run_after=pendulum.datetime(2013, 1, 5, tz=ny))
     assert (iv.start, iv.end) == (pendulum.datetime(2013, 1, 5, tz=ny), pendulum.datetime(2013, 1, 6, tz=ny))
     # any other instant: the local day that contains it
     iv = tt.infer_manual_data_interval(run_after=pendulum.datetime(2013, 3, 10, 15, tz=ny))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import run
+
 from feature_repo.jobs import features, land
 from fti import featurestore
 from fti.settings import get_settings

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -52,8 +53,12 @@ def build_session(settings: Settings) -> SparkSession:
     """A Spark session for the configured master; reused when one is already running."""
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder.master(settings.spark_master)
+    if settings.spark_master.startswith("local"):
+        # Python workers (UDFs) must run this interpreter, not whatever python3 is first on PATH
+        builder = builder.config("spark.pyspark.python", sys.executable)
     spark = (
-        SparkSession.builder.master(settings.spark_master)
+        builder
         .appName("fti-features")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
