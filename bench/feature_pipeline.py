@@ -322,8 +322,9 @@ def print_day(res: dict) -> None:
     print(f"  compute = session lookup {ci['spark_session']:.2f} + compute_and_write "
           f"{ci['compute_and_write']:.2f} s cold; {wi['spark_session']:.2f} + "
           f"{wi['compute_and_write']:.2f} s warm")
-    print("  cold: a new JVM for 'spark session', and the first validate_raw / feast apply /")
-    print("  materialize pay the great_expectations / feast imports; warm: the same day again.")
+    print("  cold: a new JVM (and the pyspark import) for 'spark session'; the first")
+    print("  validate_raw pays the great_expectations import, the first feast apply the feast")
+    print("  import and a new registry. warm: the same day again in the same process.")
     hist = res["history_landed"]
     if hist:
         print(f"  history landed before (not in the total): {hist['n_days']} day(s) in "

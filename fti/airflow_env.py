@@ -26,6 +26,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(settings.airflow_port),
+        # where task processes reach the API server (Airflow assumes port 8080 otherwise)
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
+            f"http://127.0.0.1:{settings.airflow_port}/execution/"
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run
 from test_feature_pipeline_e2e import write_source
 
@@ -94,8 +93,11 @@ def scaled_env(tmp_path_factory, postgres_db, redis_db):
 def _runs(env) -> list[dict]:
     out = run([sys.executable, "-m", "airflow", "dags", "list-runs", "feature_pipeline", "-o", "json"],
               env=env).stdout
-    start = out.index("[")
-    return json.loads(out[start: out.rindex("]") + 1])
+    # warnings are logged to stdout too: the runs are the one line that is a JSON list
+    for line in reversed(out.splitlines()):
+        if line.startswith("[{") or line.strip() == "[]":
+            return json.loads(line)
+    raise AssertionError(f"no JSON in: {out[-2000:]}")
 
 
 def test_backfill_with_postgres_metadata_and_redis_online_store(scaled_env):

@@ -291,8 +291,10 @@ def run(start: datetime, end: datetime, settings: Settings | None = None, spark=
 
     t1 = time.perf_counter()
     interval = {d.isoformat() for d in days}
+    # one day more than the longest window: a window reaching back 28 x 24 h from a local
+    # midnight can start the evening before (DST), and late departures of that day count too
     flights_hist = spark.read.parquet(
-        *_required(settings, "flights", first - timedelta(days=max(WINDOWS)), last)
+        *_required(settings, "flights", first - timedelta(days=max(WINDOWS) + 1), last)
     )
     weather = spark.read.parquet(*_required(settings, "weather", first - timedelta(days=1), last))
     planes = spark.read.parquet(*_required(settings, "planes", first, last))
@@ -336,11 +338,18 @@ def run(start: datetime, end: datetime, settings: Settings | None = None, spark=
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feature_repo.jobs.features")
-    parser.add_argument("--start", required=True, type=datetime.fromisoformat)
-    parser.add_argument("--end", required=True, type=datetime.fromisoformat)
+    parser.add_argument("--start", required=True, help="ISO date or datetime (local if naive)")
+    parser.add_argument("--end", required=True, help="ISO date or datetime, exclusive")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    print(run(args.start, args.end))
+    settings = get_settings()
+    zone = ZoneInfo(settings.timezone)
+
+    def parse(text: str) -> datetime:
+        ts = datetime.fromisoformat(text)
+        return ts if ts.tzinfo else ts.replace(tzinfo=zone)
+
+    print(run(parse(args.start), parse(args.end), settings))
     return 0
 
 

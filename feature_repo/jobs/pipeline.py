@@ -82,7 +82,7 @@ def validate_raw(
                 validate_frame(
                     pd.read_parquet(path),
                     boundary=f"raw/{table} {day}",
-                    expectations=suite(day),
+                    expectations=suite(day, settings.timezone),
                     docs_dir=report_dir(settings, "raw", table, day.isoformat(), run_id),
                     raise_on_failure=False,
                 )

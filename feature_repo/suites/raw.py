@@ -44,7 +44,7 @@ def _schema(columns: dict[str, list[str]]) -> list:
     ]
 
 
-def _time_hour_on_day(day: date, tz: str = "America/New_York") -> gxe.Expectation:
+def _time_hour_on_day(day: date, tz: str) -> gxe.Expectation:
     """``time_hour`` (UTC) must fall inside the local day ``day``."""
     zone = ZoneInfo(tz)
     start = datetime(day.year, day.month, day.day, tzinfo=zone)
@@ -64,14 +64,14 @@ def _on_day(day: date) -> list:
     ]
 
 
-def flights(day: date) -> list:
+def flights(day: date, tz: str = "America/New_York") -> list:
     """A day of flights: every row on that local day, one row per flight key."""
     between = gxe.ExpectColumnValuesToBeBetween
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *_schema(FLIGHTS),
         *_on_day(day),
-        _time_hour_on_day(day),
+        _time_hour_on_day(day, tz),
         *(
             gxe.ExpectColumnValuesToNotBeNull(column=c)
             for c in ("carrier", "flight", "origin", "dest", "sched_dep_time", "hour", "minute",
@@ -93,14 +93,14 @@ def flights(day: date) -> list:
     ]
 
 
-def weather(day: date) -> list:
+def weather(day: date, tz: str = "America/New_York") -> list:
     """A day of hourly weather at the origin airports."""
     between = gxe.ExpectColumnValuesToBeBetween
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         *_schema(WEATHER),
         *_on_day(day),
-        _time_hour_on_day(day),
+        _time_hour_on_day(day, tz),
         *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("origin", "hour", "time_hour")),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["origin", "time_hour"]),
         between(column="hour", min_value=0, max_value=23),
@@ -118,7 +118,7 @@ def weather(day: date) -> list:
     ]
 
 
-def planes(day: date) -> list:
+def planes(day: date, tz: str = "America/New_York") -> list:
     """The plane reference table that arrives with every day."""
     between = gxe.ExpectColumnValuesToBeBetween
     return [

@@ -349,7 +349,7 @@ def test_weather_rolling_precip_wind_glitches_and_duplicates(spark):
         obs("EWR", h + 3 * HOUR, 0.4, wind=199.9),  # delivered twice
         obs("JFK", h + 2 * HOUR, 1.0, temp=-3.5),
         obs("JFK", h + 3 * HOUR, 0.0),
-        obs("JFK", h + 5 * HOUR, 0.5),  # 4:00 UTC missing: only 13:00 and 15:00 are in range
+        obs("JFK", h + 5 * HOUR, 0.5),  # 14:00 missing: 15:00 sums 13:00..15:00, not 12:00
     ], weather_schema())
     out = by_key(transform_weather(w), "origin")
     assert set(out) == {
