@@ -151,7 +151,7 @@ def print_summary(first: date, last: date, settings: Settings | None = None) -> 
     print()
     print("Where to look next:")
     print(f"  make up                  Airflow UI on http://localhost:{settings.airflow_port} (these runs are there)")
-    print(f"  validation reports       {settings.reports_dir / 'validation'}/<boundary>/<table>/<day>/<run>/index.html")
+    print(f"  validation reports       {settings.reports_dir / 'validation'}/<boundary>/<table>/<day>/<run>/report.html")
     print(f"  offline store            {settings.offline_dir}")
     print(f"  feast CLI                .venv/bin/feast -c feature_repo -f {settings.feast_dir / 'feature_store.yaml'} feature-views list")
     return s

@@ -8,6 +8,7 @@ that a failed validation stops the run with nothing published.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from datetime import date
@@ -81,9 +82,15 @@ def test_two_consecutive_days_publish_and_materialize(two_days):
     assert counts["carrier_delay_history"] >= 10
     assert counts["route_delay_history"] > 100
     assert counts["plane_attributes"] > 500
-    # the raw and the feature boundary each left a Data Docs report for the run
-    reports = list((settings.reports_dir / "validation").glob("*/*/2013-01-02/*/index.html"))
-    assert {p.parts[-5] for p in reports} == {"raw", "features"}
+    # every raw table and feature view of the day left a result naming its own HTML page
+    results = list((settings.reports_dir / "validation").glob("*/*/2013-01-02/*/result.json"))
+    assert {p.parts[-5] for p in results} == {"raw", "features"}
+    assert len(results) == 8
+    for r in results:
+        page = Path(json.loads(r.read_text())["report"])
+        assert page.is_file() and page.suffix == ".html"
+        assert page == r.parent / "report.html"
+        assert "Validation Results" in page.read_text() or "Expectation" in page.read_text()
 
 
 def test_online_store_serves_latest_values(two_days):

@@ -28,7 +28,7 @@ def _safe(run_id: str) -> str:
 
 
 def report_dir(settings: Settings, boundary: str, name: str, day: str, run_id: str) -> Path:
-    """Where a validation's Data Docs are kept: one folder per run, never overwritten."""
+    """Where a validation's HTML report and result are kept: one folder per run."""
     return settings.reports_dir / "validation" / boundary / name / day / _safe(run_id)
 
 
@@ -54,7 +54,7 @@ def _check(
         "boundary": boundary,
         "passed": len(reports),
         "expectations": sum(r.evaluated for r in reports),
-        "reports": [str(r.docs_index) for r in reports if r.docs_index],
+        "reports": str(reports[0].docs_index.parents[3]) if reports and reports[0].docs_index else None,
     }
 
 
@@ -83,7 +83,7 @@ def validate_raw(
                     pd.read_parquet(path),
                     boundary=f"raw/{table} {day}",
                     expectations=suite(day, settings.timezone),
-                    docs_dir=report_dir(settings, "raw", table, day.isoformat(), run_id),
+                    report_dir=report_dir(settings, "raw", table, day.isoformat(), run_id),
                     raise_on_failure=False,
                 )
             )
@@ -129,7 +129,7 @@ def validate_features(
                     df,
                     boundary=f"features/{view} {day}",
                     expectations=suite(start, end),
-                    docs_dir=report_dir(settings, "features", view, day.isoformat(), run_id),
+                    report_dir=report_dir(settings, "features", view, day.isoformat(), run_id),
                     raise_on_failure=False,
                 )
             )

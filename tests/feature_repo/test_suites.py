@@ -66,7 +66,7 @@ def test_real_day_passes_and_writes_data_docs(raw_day, tmp_path, table):
     docs = tmp_path / "docs"
 
     report = validate_frame(
-        df, boundary=f"raw/{table} {DAY}", expectations=expectations, docs_dir=docs,
+        df, boundary=f"raw/{table} {DAY}", expectations=expectations, report_dir=docs,
         raise_on_failure=True,
     )
 
@@ -74,12 +74,12 @@ def test_real_day_passes_and_writes_data_docs(raw_day, tmp_path, table):
     assert report.failed == []
     assert report.evaluated == len(expectations)
     assert report.rows == len(df)
-    index = docs / "index.html"
-    assert report.docs_index == index
-    assert index.is_file()
-    assert f"raw_{table}_2013_01_05" in index.read_text()
-    assert list((docs / "validations").rglob("*.html")), "no validation page rendered"
+    # the run's own Data Docs page, naming the suite it rendered
+    page = report.docs_index
+    assert page == docs / "report.html" and page.is_file()
+    assert f"raw_{table}_2013_01_05" in page.read_text()
     saved = json.loads((docs / "result.json").read_text())
+    assert saved["report"] == str(page)
     assert saved["success"] is True
     assert saved["rows"] == len(df)
 
@@ -196,7 +196,7 @@ def test_bad_raw_day_fails_naming_the_problem(
 
     with pytest.raises(ValidationFailed) as caught:
         validate_frame(bad, boundary=f"raw/{table} {DAY}", expectations=raw.SUITES[table](DAY),
-                       docs_dir=None)
+                       report_dir=None)
 
     message = str(caught.value)
     assert message.startswith(f"raw/{table} {DAY}: ")
@@ -214,7 +214,7 @@ def test_failed_report_is_returned_when_not_raising(raw_day, tmp_path):
     docs = tmp_path / "docs"
     report = validate_frame(
         _negative_distance(raw_day["flights"]), boundary=f"raw/flights {DAY}",
-        expectations=raw.flights(DAY), docs_dir=docs, raise_on_failure=False,
+        expectations=raw.flights(DAY), report_dir=docs, raise_on_failure=False,
     )
     assert not report.success
     assert [(f.expectation, f.column, f.unexpected_count) for f in report.failed] == [
@@ -254,7 +254,7 @@ def _carrier_history(stamps: list[datetime]) -> pd.DataFrame:
 def test_features_inside_the_interval_pass():
     df = _carrier_history([START, START + timedelta(hours=12), END - timedelta(hours=1)])
     report = validate_frame(
-        df, boundary="features/carrier_delay_history", docs_dir=None,
+        df, boundary="features/carrier_delay_history", report_dir=None,
         expectations=feature_suites.carrier_delay_history(START, END),
     )
     assert report.success, report.describe()
@@ -268,7 +268,7 @@ def test_features_outside_the_interval_fail_naming_event_timestamp(outside):
     df = _carrier_history([START, outside])
     with pytest.raises(ValidationFailed) as caught:
         validate_frame(
-            df, boundary="features/carrier_delay_history", docs_dir=None,
+            df, boundary="features/carrier_delay_history", report_dir=None,
             expectations=feature_suites.carrier_delay_history(START, END),
         )
     message = str(caught.value)
