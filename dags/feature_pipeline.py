@@ -9,7 +9,7 @@ staged features, **publish** them to the offline store (one file per day, replac
 
 A failed validation fails its task and nothing downstream runs: no partition is published, no
 value materialized, no asset event. Each validation's HTML report is kept under
-`.fti/reports/validation/<boundary>/<table>/<day>/<run_id>/`.
+`.fti/reports/validation/<boundary>/<table>/<day>/<run_id>/report.html`.
 
 Runs go in date order (`max_active_runs=1`): the delay-history features of a day read the
 28 days before it.

@@ -61,7 +61,7 @@ class ValidationReport:
     evaluated: int
     rows: int
     failed: list[FailedExpectation] = field(default_factory=list)
-    docs_index: Path | None = None
+    report_page: Path | None = None
 
     def describe(self) -> str:
         head = (
@@ -71,8 +71,8 @@ class ValidationReport:
             else f"{self.boundary}: all {self.evaluated} expectations passed on {self.rows} rows"
         )
         lines = [head, *(f"  - {f.describe()}" for f in self.failed)]
-        if self.docs_index:
-            lines.append(f"  report: {self.docs_index}")
+        if self.report_page:
+            lines.append(f"  report: {self.report_page}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class ValidationReport:
             "evaluated": self.evaluated,
             "rows": self.rows,
             "failed": [f.describe() for f in self.failed],
-            "report": str(self.docs_index) if self.docs_index else None,
+            "report": str(self.report_page) if self.report_page else None,
         }
 
 
@@ -163,7 +163,7 @@ def validate_frame(
                 error=error,
             )
         )
-    docs_index = None
+    report_page = None
     if report_dir is not None:
         # A Data Docs *site* rebuilt from an ephemeral context deletes the pages of earlier
         # runs, and each site copies ~4 MB of static assets: one rendered page per run instead.
@@ -171,16 +171,16 @@ def validate_frame(
         from great_expectations.render.view import DefaultJinjaPageView
 
         report_dir.mkdir(parents=True, exist_ok=True)
-        docs_index = report_dir / "report.html"
+        report_page = report_dir / "report.html"
         page = ValidationResultsPageRenderer().render(validation)
-        docs_index.write_text(DefaultJinjaPageView().render(page))
+        report_page.write_text(DefaultJinjaPageView().render(page))
     report = ValidationReport(
         boundary=boundary,
         success=bool(validation.success),
         evaluated=len(validation.results),
         rows=len(df),
         failed=failed,
-        docs_index=docs_index,
+        report_page=report_page,
     )
     if report_dir is not None:
         (report_dir / "result.json").write_text(json.dumps(report.to_dict(), indent=2))

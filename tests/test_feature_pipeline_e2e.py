@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -119,7 +119,13 @@ def test_rerun_and_killed_publish_leave_one_copy(two_days):
     stale.mkdir(parents=True, exist_ok=True)
     (stale / "part-00000-half.snappy.parquet").write_bytes(b"PAR1 garbage")
 
+    t0 = datetime.now(UTC)
     assert run_days(DAYS[1], DAYS[1], settings) == [(DAYS[1], "success")]
+    from airflow.models.dagrun import DagRun
+
+    (rerun,) = [r for r in DagRun.find(dag_id="feature_pipeline") if r.end_date and r.end_date >= t0]
+    # the UI shows when the run really ran, not a 13-year run starting at its logical date
+    assert t0 <= rerun.start_date <= rerun.end_date
 
     after = offline_files(settings)
     for key, files in after.items():

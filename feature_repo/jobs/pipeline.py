@@ -47,14 +47,14 @@ def _check(
                 evaluated=sum(r.evaluated for r in failed),
                 rows=sum(r.rows for r in failed),
                 failed=failed[0].failed,
-                docs_index=failed[0].docs_index,
+                report_page=failed[0].report_page,
             )
         )
     return {
         "boundary": boundary,
         "passed": len(reports),
         "expectations": sum(r.evaluated for r in reports),
-        "reports": str(reports[0].docs_index.parents[3]) if reports and reports[0].docs_index else None,
+        "reports": str(reports[0].report_page.parents[3]) if reports and reports[0].report_page else None,
     }
 
 

@@ -75,7 +75,7 @@ def test_real_day_passes_and_writes_data_docs(raw_day, tmp_path, table):
     assert report.evaluated == len(expectations)
     assert report.rows == len(df)
     # the run's own Data Docs page, naming the suite it rendered
-    page = report.docs_index
+    page = report.report_page
     assert page == docs / "report.html" and page.is_file()
     assert f"raw_{table}_2013_01_05" in page.read_text()
     saved = json.loads((docs / "result.json").read_text())
