@@ -7,18 +7,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark():
-    """A single-core Spark session pinned to UTC, as the feature job pins it."""
-    from pyspark.sql import SparkSession
+    """The feature job's own session (UTC, quiet), on one core with one shuffle partition."""
+    from feature_repo.jobs.features import build_session
+    from fti.settings import Settings
 
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("fti-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = build_session(Settings(spark_master="local[1]", spark_shuffle_partitions=1))
     yield session
     session.stop()
