@@ -20,7 +20,7 @@ for key in [k for k in os.environ if k.startswith(("FTI_", "AIRFLOW"))]:
 os.environ["FTI_HOME"] = str(HOME)
 os.environ["FTI_SPARK_MASTER"] = "local[2]"
 
-from helpers import run  # noqa: E402
+from helpers import DAYS, read_real_tables, run, use_source, write_source  # noqa: E402
 
 from fti.airflow_env import airflow_env  # noqa: E402
 from fti.settings import get_settings  # noqa: E402
@@ -59,3 +59,24 @@ def pytest_sessionfinish(session, exitstatus):
 
     logging.getLogger("py4j").disabled = True
     shutil.rmtree(HOME, ignore_errors=True)
+
+
+# --- the feature pipeline's real output, shared by the end-to-end and training tests --------
+
+@pytest.fixture(scope="session")
+def real_tables():
+    return read_real_tables(days=3)
+
+
+@pytest.fixture(scope="session")
+def good_source(real_tables, tmp_path_factory) -> Path:
+    return write_source(tmp_path_factory.mktemp("source"), *real_tables)
+
+
+@pytest.fixture(scope="session")
+def two_days(airflow_db, good_source):
+    """feature_pipeline run through Airflow for 2013-01-01 and 2013-01-02."""
+    from fti.demo import run_days
+
+    use_source(good_source)
+    return run_days(DAYS[0], DAYS[-1], get_settings())

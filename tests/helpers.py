@@ -8,11 +8,22 @@ import os
 import subprocess
 import sys
 import zipfile
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the days the shared `two_days` fixture runs through the feature pipeline
+DAYS = [date(2013, 1, 1), date(2013, 1, 2)]
+
+
+def use_source(folder: Path) -> None:
+    """Point the platform at another source folder (FTI_SOURCE_DIR) from now on."""
+    from fti.settings import get_settings
+
+    os.environ["FTI_SOURCE_DIR"] = str(folder)
+    get_settings.cache_clear()
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600, check: bool = True):

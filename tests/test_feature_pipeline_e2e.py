@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import read_real_tables, run, write_source
+from helpers import DAYS, run, use_source, write_source
 
 from feature_repo.jobs import features, land
 from fti import featurestore
@@ -24,32 +24,6 @@ from fti.settings import get_settings
 
 pytestmark = pytest.mark.slow
 
-DAYS = [date(2013, 1, 1), date(2013, 1, 2)]
-
-
-@pytest.fixture(scope="module")
-def real_tables():
-    return read_real_tables(days=3)
-
-
-def use_source(folder: Path) -> None:
-    os.environ["FTI_SOURCE_DIR"] = str(folder)
-    get_settings.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def good_source(real_tables, tmp_path_factory) -> Path:
-    return write_source(tmp_path_factory.mktemp("source"), *real_tables)
-
-
-@pytest.fixture(scope="module")
-def two_days(airflow_db, good_source):
-    """feature_pipeline run through Airflow for 2013-01-01 and 2013-01-02."""
-    from fti.demo import run_days
-
-    use_source(good_source)
-    states = run_days(DAYS[0], DAYS[-1], get_settings())
-    return states
 
 
 def offline_files(settings, days=DAYS) -> dict[str, list[Path]]:

@@ -1,0 +1,232 @@
+"""Training sets: a spine of flights joined point-in-time to the features of ``flight_delay_v1``.
+
+The spine is one row per departed flight (from the ``flight_labels`` offline view), stamped at
+its scheduled departure minus the prediction horizon (2 h by default): the features a row gets
+are those known that long before the flight leaves.
+
+``point_in_time_join`` is the project's own path: a DuckDB ``ASOF JOIN`` per feature view over
+the same parquet files Feast reads, with Feast's semantics (the latest feature row at or before
+the row's timestamp, null when that row is older than the view's TTL) and on-demand features
+computed by Feast's own transformation. It exists because Feast 0.67's file offline store runs
+out of memory beyond a few thousand spine rows and merges spine rows that share keys and
+timestamp (feast-dev/feast#6787); ``tests/training/test_dataset.py`` checks that it gives the same
+cells as ``FeatureStore.get_historical_features`` for every row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fti.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FEATURE_SERVICE = "flight_delay_v1"
+LABEL = "dep_delayed_15"
+#: prefix of the columns holding each view's feature timestamp (not features; for validation)
+TS_PREFIX = "_feature_ts__"
+SPINE_COLUMNS = ["flight_id", "carrier", "origin", "dest", "tailnum", "sched_dep_ts"]
+
+
+def load_spine(
+    settings: Settings | None = None,
+    first: date | None = None,
+    last: date | None = None,
+    horizon: timedelta = timedelta(hours=2),
+) -> pd.DataFrame:
+    """Departed flights of the local days ``first..last`` with their label, stamped at
+    scheduled departure minus ``horizon``."""
+    import pyarrow.dataset as ds
+
+    settings = settings or get_settings()
+    dataset = ds.dataset(settings.offline_dir / "flight_labels", format="parquet", partitioning="hive")
+    filt = None
+    if first is not None:
+        filt = ds.field("date") >= first.isoformat()
+    if last is not None:
+        f2 = ds.field("date") <= last.isoformat()
+        filt = f2 if filt is None else filt & f2
+    table = dataset.to_table(columns=[*SPINE_COLUMNS, LABEL], filter=filt)
+    spine = table.to_pandas()
+    spine["event_timestamp"] = spine["sched_dep_ts"] - horizon
+    return spine.sort_values(["event_timestamp", "flight_id"], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    name: str
+    keys: list[str]
+    features: list[str]
+    ttl: timedelta
+    path: str
+
+
+def _view_specs(store) -> tuple[list[ViewSpec], list]:
+    """The batch views and on-demand views of the feature service, as the registry has them."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    specs, odfvs = [], []
+    for proj in service.feature_view_projections:
+        try:
+            fv = store.get_feature_view(proj.name)
+        except Exception:  # not a batch view: an on-demand one
+            odfvs.append((store.get_on_demand_feature_view(proj.name), proj))
+            continue
+        specs.append(
+            ViewSpec(
+                name=fv.name,
+                keys=[e.name for e in fv.entity_columns],
+                features=[f.name for f in proj.features],
+                ttl=fv.ttl,
+                path=fv.batch_source.path,
+            )
+        )
+    return specs, odfvs
+
+
+def point_in_time_join(spine: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
+    """The spine with every feature of ``flight_delay_v1`` as of each row's event_timestamp.
+
+    Every spine row keeps its own row, in the spine's order, duplicates included.
+    """
+    import duckdb
+
+    from fti import featurestore
+
+    settings = settings or get_settings()
+    store = featurestore.feature_store(settings)
+    specs, odfvs = _view_specs(store)
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    base = spine.reset_index(drop=True).copy()
+    base["_row"] = range(len(base))
+    con.register("spine", base)
+    out = base
+    for spec in specs:
+        keys = " AND ".join(f's."{k}" = v."{k}"' for k in spec.keys)
+        ttl_us = int(spec.ttl.total_seconds() * 1_000_000)
+        # ASOF picks the latest feature row at or before the spine row; a row older than the
+        # view's TTL is no row at all (Feast's rule), so its features become null
+        fresh = (
+            f"v.event_timestamp >= s.event_timestamp - to_microseconds({ttl_us})" if ttl_us else "TRUE"
+        )
+        selected = [f'CASE WHEN {fresh} THEN v."{f}" END AS "{f}"' for f in spec.features]
+        # the feature row's own timestamp, kept so validation can prove nothing comes from after
+        selected.append(f'CASE WHEN {fresh} THEN v.event_timestamp END AS "{TS_PREFIX}{spec.name}"')
+        sql = f"""
+            SELECT s._row, {", ".join(selected)}
+            FROM spine s
+            ASOF LEFT JOIN read_parquet('{spec.path}/**/*.parquet', hive_partitioning = false) v
+              ON {keys} AND s.event_timestamp >= v.event_timestamp
+        """
+        part = con.execute(sql).df().sort_values("_row")
+        out = out.merge(part, on="_row", how="left", validate="one_to_one")
+    con.close()
+    out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    for odfv, proj in odfvs:
+        wanted = [f.name for f in proj.features]
+        transformed = odfv.feature_transformation.transform(out)
+        for name in wanted:
+            out[name] = transformed[name].values
+    return out
+
+
+def content_hash(df: pd.DataFrame) -> str:
+    """SHA-256 of the frame's content (column names, types and values, in order)."""
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(repr(list(zip(df.columns, map(str, df.dtypes), strict=True))).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
+    return h.hexdigest()
+
+
+def time_split(
+    df: pd.DataFrame, cutoff_day: date, test_days: int = 3, validation_days: int = 3, tz: str = "America/New_York"
+) -> pd.Series:
+    """``train`` / ``validation`` / ``test`` by scheduled departure day, never shuffled across
+    time: the test window is the last ``test_days`` local days up to ``cutoff_day``, validation
+    the ``validation_days`` before it, train everything earlier."""
+    import pandas as pd
+
+    local_day = df["sched_dep_ts"].dt.tz_convert(tz).dt.date
+    test_start = cutoff_day - timedelta(days=test_days - 1)
+    val_start = test_start - timedelta(days=validation_days)
+    split = pd.Series("train", index=df.index)
+    split[local_day >= val_start] = "validation"
+    split[local_day >= test_start] = "test"
+    split[local_day > cutoff_day] = "after_cutoff"
+    return split
+
+
+def write_snapshot(df: pd.DataFrame, folder: Path) -> tuple[Path, str]:
+    """Write ``df`` as ``<folder>/<hash>.parquet`` (write-then-rename); returns path and hash."""
+    import os
+
+    digest = content_hash(df)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest[:16]}.parquet"
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path, digest
+
+
+def expectations(cutoff_end, feature_columns: list[str], ts_columns: list[str]) -> list:
+    """The training set's contract: label share, null rates, ranges, no feature from after its
+    row, and no row after the cut-off."""
+    import great_expectations.expectations as gxe
+
+    out = [
+        gxe.ExpectTableRowCountToBeBetween(min_value=100),
+        gxe.ExpectColumnValuesToNotBeNull(column=LABEL),
+        gxe.ExpectColumnValuesToBeInSet(column=LABEL, value_set=[0, 1]),
+        gxe.ExpectColumnMeanToBeBetween(column=LABEL, min_value=0.05, max_value=0.6),
+        gxe.ExpectColumnValuesToBeUnique(column="flight_id"),
+        gxe.ExpectColumnValuesToBeBetween(column="sched_dep_ts", max_value=cutoff_end),
+        gxe.ExpectColumnValuesToBeBetween(column="carrier_delayed_share_7d", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="route_delayed_share_7d", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="temp_f", min_value=-40, max_value=130),
+        gxe.ExpectColumnValuesToBeBetween(column="dep_hour_local", min_value=0, max_value=23),
+    ]
+    # null rates: weather gusts are only reported when there are gusts, planes missing from the
+    # planes table have no attributes, and a delay mean or share is null for a route with no
+    # departure in its window (common in the data set's first days); the rest is mostly present
+    sparse = {"wind_gust_mph": 0.0, "pressure_mb": 0.7}
+    for c in feature_columns:
+        if c.startswith("plane_"):
+            mostly = 0.6
+        elif "_dep_delay_mean_" in c or "_delayed_share_" in c:
+            mostly = 0.7
+        else:
+            mostly = sparse.get(c, 0.9)
+        if mostly > 0:
+            out.append(gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly))
+    for c in ts_columns:
+        out.append(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="event_timestamp", column_B=c, or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            )
+        )
+    return out
+
+
+def validate(df: pd.DataFrame, cutoff_end, report_dir: Path | None):
+    """Great Expectations on a training set; raises ``ValidationFailed`` naming each failure."""
+    from fti.validation import validate_frame
+
+    ts_cols = [c for c in df.columns if c.startswith(TS_PREFIX)]
+    fixed = {*SPINE_COLUMNS, LABEL, "event_timestamp", *ts_cols}
+    features = [c for c in df.columns if c not in fixed]
+    return validate_frame(
+        df,
+        boundary="training set",
+        expectations=expectations(cutoff_end, features, ts_cols),
+        report_dir=report_dir,
+    )
