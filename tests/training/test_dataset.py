@@ -37,10 +37,10 @@ def test_spine_is_every_departed_flight_at_the_horizon(spine):
 
 
 def test_join_gives_feasts_cells_for_every_row(spine):
-    # a sample, plus rows 3 days later: past the weather and history TTLs, so those are null
+    # a sample, plus rows a month later (after any day the tests publish): past every TTL
     sample = spine.sample(250, random_state=7)
     late = sample.head(5).assign(
-        event_timestamp=lambda d: d["event_timestamp"] + timedelta(days=3),
+        event_timestamp=lambda d: d["event_timestamp"] + timedelta(days=30),
         flight_id=lambda d: d["flight_id"] + "-late",
     )
     entity_df = pd.concat([sample, late], ignore_index=True)
@@ -71,6 +71,7 @@ def test_join_gives_feasts_cells_for_every_row(spine):
         assert same.all(), (col, merged.loc[~same, [col, f"{col}_feast"]].head())
     late_rows = ours[ours["flight_id"].str.endswith("-late")]
     assert late_rows["temp_f"].isna().all() and late_rows["carrier_flights_7d"].isna().all()
+    assert late_rows["plane_seats"].isna().all()
     assert late_rows["dep_hour_local"].notna().all()  # on-demand features need no stored row
 
 

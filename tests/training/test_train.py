@@ -1,0 +1,90 @@
+"""The training entry point on a real training set built from the feature pipeline's output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fti.settings import get_settings
+from training import dataset, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def snapshot(two_days, tmp_path_factory):
+    spine = dataset.load_spine(get_settings(), first=date(2013, 1, 1), last=date(2013, 1, 2))
+    df = dataset.point_in_time_join(spine, get_settings())
+    local = df["sched_dep_ts"].dt.tz_convert("America/New_York")
+    # by time, never shuffled: day 1 trains, day 2's morning validates, its afternoon tests
+    df["split"] = np.where(local.dt.day == 1, "train",
+                           np.where(local.dt.hour < 14, "validation", "test"))
+    path, _ = dataset.write_snapshot(df, tmp_path_factory.mktemp("snap"))
+    return path
+
+
+def test_trains_and_writes_model_metrics_and_plots(snapshot, tmp_path):
+    res = train.train(snapshot, tmp_path, epochs=3, seed=3)
+    for name in ("model.pt", "metrics.json", "predictions.parquet"):
+        assert (tmp_path / name).stat().st_size > 0
+    for name in ("roc.png", "calibration.png", "loss.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["device"] == "cpu" and saved["samples_per_second"] > 0
+    assert len(saved["history"]) == 3
+    for split in ("validation", "test"):
+        m = saved[split]
+        assert 0 <= m["roc_auc"] <= 1 and m["log_loss"] > 0 and 0 <= m["calibration_error"] <= 1
+    preds = pd.read_parquet(tmp_path / "predictions.parquet")
+    assert preds["probability"].between(0, 1).all() and len(preds) == res["test"]["rows"]
+
+
+def test_same_seed_same_model(snapshot, tmp_path):
+    a = train.train(snapshot, tmp_path / "a", epochs=2, seed=11)
+    b = train.train(snapshot, tmp_path / "b", epochs=2, seed=11)
+    assert a["test"] == b["test"] and a["history"] == b["history"]
+    pa = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
+    pb = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
+    pd.testing.assert_frame_equal(pa, pb)
+
+
+def test_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(y * 0.3 + rng.random(500) * 0.7, 0.01, 0.99)
+    p[:50] = 0.5  # ties
+    assert train.roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert train.log_loss(y, p) == pytest.approx(log_loss(y, p), abs=1e-9)
+    assert train.calibration_error(np.array([0, 1, 1, 0]), np.array([0.0, 1.0, 1.0, 0.0])) == 0
+
+
+def test_snapshot_without_split_is_refused(snapshot, tmp_path):
+    bad = tmp_path / "nosplit.parquet"
+    pd.read_parquet(snapshot).drop(columns="split").to_parquet(bad)
+    with pytest.raises(ValueError, match="split"):
+        train.train(bad, tmp_path / "out", epochs=1)
+
+
+def test_entry_point_needs_no_platform_libraries(snapshot, tmp_path):
+    """`python -m training train` runs in a slim image: no Airflow, Feast, Spark, GX, MLflow."""
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['training', 'train', '--snapshot', {str(snapshot)!r}, '--out', {str(tmp_path)!r},"
+        " '--epochs', '1']\n"
+        "try:\n    runpy.run_module('training', run_name='__main__')\nexcept SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('airflow', 'feast', 'pyspark', 'great_expectations', 'mlflow', 'sklearn')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1

@@ -1,0 +1,102 @@
+"""The departure-delay model: embeddings for categorical entities, an MLP over numeric features.
+
+Preprocessing (vocabularies, means and standard deviations) is fitted on the training split
+only and saved with the weights, so serving applies exactly what training did. Needs only
+torch, numpy and pandas.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+#: categorical inputs (entities and calendar features), embedded
+CATEGORICAL = [
+    "carrier", "origin", "dest", "plane_engine_type", "dep_hour_local", "dep_dow_local",
+    "dep_month_local",
+]
+#: columns of a training set that are never inputs
+NOT_INPUTS = {
+    "flight_id", "tailnum", "sched_dep_ts", "event_timestamp", "dep_delayed_15", "split",
+}
+
+
+@dataclass
+class Preprocessor:
+    """Fitted input encoding: vocabularies per categorical column, scaling per numeric one."""
+
+    categorical: list[str]
+    numeric: list[str]
+    vocab: dict[str, list[str]] = field(default_factory=dict)
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, df: pd.DataFrame) -> Preprocessor:
+        cats = [c for c in CATEGORICAL if c in df.columns]
+        nums = [
+            c for c in df.columns
+            if c not in NOT_INPUTS and c not in cats and not c.startswith("_")
+            and pd.api.types.is_numeric_dtype(df[c])
+        ]
+        p = cls(categorical=cats, numeric=nums)
+        for c in cats:
+            p.vocab[c] = sorted(df[c].dropna().astype(str).unique().tolist())
+        for c in nums:
+            col = pd.to_numeric(df[c], errors="coerce").astype("float64")
+            p.mean[c] = float(col.mean()) if col.notna().any() else 0.0
+            std = float(col.std()) if col.notna().sum() > 1 else 1.0
+            p.std[c] = std if std > 0 else 1.0
+        return p
+
+    def transform(self, df: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        """(categorical indices, numeric values + missing flags); unknown categories map to 0."""
+        cats = np.zeros((len(df), len(self.categorical)), dtype=np.int64)
+        for j, c in enumerate(self.categorical):
+            index = {v: i + 1 for i, v in enumerate(self.vocab[c])}
+            cats[:, j] = df[c].astype(str).map(index).fillna(0).astype(np.int64).to_numpy()
+        nums = np.zeros((len(df), 2 * len(self.numeric)), dtype=np.float32)
+        for j, c in enumerate(self.numeric):
+            col = pd.to_numeric(df[c], errors="coerce").astype("float64").to_numpy()
+            missing = np.isnan(col)
+            nums[:, j] = np.where(missing, 0.0, (col - self.mean[c]) / self.std[c])
+            nums[:, len(self.numeric) + j] = missing
+        return torch.from_numpy(cats), torch.from_numpy(nums)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Preprocessor:
+        return cls(**json.loads(text))
+
+
+class DelayModel(nn.Module):
+    """Embeddings per categorical column, concatenated with the numeric inputs, then an MLP."""
+
+    def __init__(self, cardinalities: list[int], n_numeric: int, hidden: tuple[int, ...] = (128, 64),
+                 dropout: float = 0.1):
+        super().__init__()
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(n + 1, min(16, (n + 2) // 2 + 1)) for n in cardinalities
+        )
+        width = sum(e.embedding_dim for e in self.embeddings) + n_numeric
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, cats: torch.Tensor, nums: torch.Tensor) -> torch.Tensor:
+        parts = [emb(cats[:, i]) for i, emb in enumerate(self.embeddings)]
+        return self.mlp(torch.cat([*parts, nums], dim=1)).squeeze(1)
+
+
+def build_model(pre: Preprocessor, **kwargs) -> DelayModel:
+    return DelayModel([len(pre.vocab[c]) for c in pre.categorical], 2 * len(pre.numeric), **kwargs)
