@@ -5,28 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fti.settings import get_settings
-from training import dataset, train
+from training import train
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def snapshot(two_days, tmp_path_factory):
-    spine = dataset.load_spine(get_settings(), first=date(2013, 1, 1), last=date(2013, 1, 2))
-    df = dataset.point_in_time_join(spine, get_settings())
-    local = df["sched_dep_ts"].dt.tz_convert("America/New_York")
-    # by time, never shuffled: day 1 trains, day 2's morning validates, its afternoon tests
-    df["split"] = np.where(local.dt.day == 1, "train",
-                           np.where(local.dt.hour < 14, "validation", "test"))
-    path, _ = dataset.write_snapshot(df, tmp_path_factory.mktemp("snap"))
-    return path
 
 
 def test_trains_and_writes_model_metrics_and_plots(snapshot, tmp_path):
