@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         description="Feast's Redis connection string, e.g. 'host:6379,db=0,password=...'.",
     )
 
+    # --- MLflow ---------------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="Tracking server URL (http://mlflow:5000); SQLite and local artifacts under "
+        "HOME/mlflow if unset.",
+    )
+    model_name: str = Field(default="flight_delay", description="Registered model name.")
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_home: Path | None = Field(default=None, description="Defaults to HOME/airflow.")
     airflow_database_url: SecretStr | None = Field(
@@ -123,6 +131,14 @@ class Settings(BaseSettings):
     @property
     def sqlite_online_path(self) -> Path:
         return self.feast_dir / "online.db"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def airflow_dir(self) -> Path:
