@@ -75,6 +75,26 @@ class Settings(BaseSettings):
     )
     model_name: str = Field(default="flight_delay", description="Registered model name.")
 
+    # --- training runtime -----------------------------------------------------------------
+    training_runtime: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="local: the entry point as a local process; kubernetes: a GPU pod through "
+        "the KubernetesPodOperator.",
+    )
+    training_image: str = "fti-training:latest"
+    k8s_namespace: str = "fti"
+    k8s_data_pvc: str = Field(
+        default="fti-data", description="PersistentVolumeClaim holding DATA_ROOT in the pod."
+    )
+    k8s_secret: str = Field(
+        default="fti-training-env",
+        description="Secret whose keys become the pod's environment (e.g. MLflow credentials).",
+    )
+    k8s_gpu_node_selector: str = Field(default="nvidia.com/gpu.present=true")
+    training_epochs: int = 8
+    training_test_days: int = Field(default=3, description="Test window: the last N days.")
+    training_validation_days: int = Field(default=3, description="Validation: N days before it.")
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_home: Path | None = Field(default=None, description="Defaults to HOME/airflow.")
     airflow_database_url: SecretStr | None = Field(

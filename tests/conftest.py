@@ -65,7 +65,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def real_tables():
-    return read_real_tables(days=3)
+    return read_real_tables(days=5)
 
 
 @pytest.fixture(scope="session")

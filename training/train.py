@@ -218,8 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
+    t.add_argument("--xcom", type=Path, default=None,
+                   help="also write the summary there (the KubernetesPodOperator reads "
+                        "/airflow/xcom/return.json)")
     args = parser.parse_args(argv)
     res = train(args.snapshot, args.out, epochs=args.epochs, batch_size=args.batch_size,
                 lr=args.lr, seed=args.seed, device=args.device)
+    if args.xcom is not None:
+        args.xcom.parent.mkdir(parents=True, exist_ok=True)
+        args.xcom.write_text(json.dumps({"model_dir": str(args.out), "metrics": res}))
     print(json.dumps({k: res[k] for k in ("device", "samples_per_second", "validation", "test")}, indent=2))
     return 0
