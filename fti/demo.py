@@ -182,6 +182,6 @@ def run_demo(first: date, last: date) -> int:
     s = print_summary(first, last, settings)
     print(f"\nfeature pipeline over {len(states)} days took {time.perf_counter() - t0:.0f} s")
     # py4j logs its connection shutdown at interpreter exit; nothing there is news
-    logging.getLogger("py4j").disabled = True
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
     ok = all(state == "success" for _, state in states) and s["days_landed"] == (last - first).days + 1
     return 0 if ok else 1

@@ -57,7 +57,7 @@ def pytest_sessionfinish(session, exitstatus):
     # py4j logs from __del__ at interpreter exit, after pytest closed the captured streams
     import logging
 
-    logging.getLogger("py4j").disabled = True
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
     shutil.rmtree(HOME, ignore_errors=True)
 
 
