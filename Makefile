@@ -8,12 +8,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 # Airflow's configuration comes from the platform settings (python -m fti env)
 AIRFLOW_ENV = eval "$$($(PY) -m fti env)" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
-DAYS ?= 2013-01-01..2013-01-14
+DAYS ?= 2013-01-01..2013-01-31
 
 .PHONY: help install init demo up test lint clean bench
 
 help:
-	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), print a summary"
+	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), train once, print a summary"
 	@echo "make test    install if needed, run the whole test suite"
 	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"

@@ -12,7 +12,7 @@ import argparse
 import os
 import shlex
 import sys
-from datetime import date, timedelta
+from datetime import date
 
 from fti.settings import get_settings
 
@@ -65,7 +65,7 @@ def _demo(args: argparse.Namespace) -> int:
     from fti.demo import run_demo
 
     first, last = _days(args.days)
-    return run_demo(first, last)
+    return run_demo(first, last, train=not args.no_training)
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     lg = sub.add_parser("login", help="print the Airflow UI login once standalone wrote it")
     lg.add_argument("--wait", type=int, default=120)
     lg.set_defaults(fn=_login)
-    demo_days = f"2013-01-01..{(date(2013, 1, 1) + timedelta(days=13)).isoformat()}"
+    demo_days = "2013-01-01..2013-01-31"
     d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
     d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")
+    d.add_argument("--no-training", action="store_true", help="run the feature pipeline only")
     d.set_defaults(fn=_demo)
     s = sub.add_parser("summary", help="print the demo summary for DAYS")
     s.add_argument("--days", default=demo_days)

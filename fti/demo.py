@@ -173,7 +173,51 @@ def print_summary(first: date, last: date, settings: Settings | None = None) -> 
     return s
 
 
-def run_demo(first: date, last: date) -> int:
+def run_training(settings: Settings, log: Path | None = None) -> dict:
+    """One ``training_pipeline`` run through Airflow; returns what its tasks reported."""
+    _configure_airflow(settings)
+    dag = load_dag(settings, "training_pipeline")
+    t0 = time.perf_counter()
+    with _output_to(log):
+        dr = dag.test()
+    _fix_start_date(dr)
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    out = {"state": str(dr.state), "seconds": time.perf_counter() - t0}
+    for task_id in ("build_training_set", "train", "evaluate"):
+        ti = tis.get(task_id)
+        out[task_id] = ti.xcom_pull(task_ids=task_id) if ti is not None and ti.state == "success" else None
+    out["failed"] = [t for t, ti in tis.items() if ti.state == "failed"]
+    return out
+
+
+def _metric_line(name: str, m: dict | None) -> str:
+    if not m:
+        return f"    {name:<10} (none)"
+    return (f"    {name:<10} ROC AUC {m['roc_auc']:.4f}   log loss {m['log_loss']:.4f}   "
+            f"calibration error {m['calibration_error']:.4f}")
+
+
+def print_training_summary(t: dict) -> None:
+    print()
+    print(f"Training pipeline: {t['state']} ({t['seconds']:.0f} s)")
+    built, ev = t.get("build_training_set"), t.get("evaluate")
+    if built:
+        print(f"  training set             {built['rows']:,} rows {built['splits']}, "
+              f"{built['data_interval']}")
+        print(f"  training-set hash        {built['hash']}")
+    if ev:
+        print("  test window metrics:")
+        print(_metric_line("candidate", ev.get("candidate")))
+        print(_metric_line("baseline", ev.get("baseline")))
+        champ = ev.get("champion")
+        label = f"champion (v{ev['champion_version']})" if ev.get("champion_version") else "champion"
+        print(_metric_line(label[:10], champ) if champ else f"    {label:<10} (none yet)")
+        print(f"  model version {ev['version']}: {ev['decision']}")
+    if t["failed"]:
+        print(f"  failed task(s): {', '.join(t['failed'])}")
+
+
+def run_demo(first: date, last: date, train: bool = True) -> int:
     settings = get_settings()
     t0 = time.perf_counter()
     log = settings.home / "logs" / "demo.log"
@@ -181,7 +225,15 @@ def run_demo(first: date, last: date) -> int:
     states = run_days(first, last, settings, log=log)
     s = print_summary(first, last, settings)
     print(f"\nfeature pipeline over {len(states)} days took {time.perf_counter() - t0:.0f} s")
+    ok = all(state == "success" for _, state in states) and s["days_landed"] == (last - first).days + 1
+    if ok and train:
+        print("\nRunning training_pipeline once through Airflow ...", flush=True)
+        t = run_training(settings, log=log)
+        print_training_summary(t)
+        print(f"  MLflow                   {settings.tracking_uri}  "
+              f"(.venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri})")
+        ok = t["state"] == "success"
+    print(f"\ndemo took {time.perf_counter() - t0:.0f} s")
     # py4j logs its connection shutdown at interpreter exit; nothing there is news
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
-    ok = all(state == "success" for _, state in states) and s["days_landed"] == (last - first).days + 1
     return 0 if ok else 1

@@ -63,11 +63,10 @@ def test_kubernetes_runtime_wires_the_pod_into_the_dag(tmp_path):
     assert "KubernetesPodOperator ['build_training_set'] ['evaluate']" in out.stdout
 
 
-def test_local_runtime_end_to_end(two_days, good_source, monkeypatch):
-    from airflow.models.dagrun import DagRun
+def test_local_runtime_end_to_end(two_days, good_source, monkeypatch, capsys):
     from helpers import use_source
 
-    from fti.demo import load_dag, run_days
+    from fti.demo import print_training_summary, run_days, run_training
     from training import registry
 
     use_source(good_source)
@@ -78,25 +77,24 @@ def test_local_runtime_end_to_end(two_days, good_source, monkeypatch):
     get_settings.cache_clear()
     settings = get_settings()
 
-    dag = load_dag(settings, "training_pipeline")
-    dr = dag.test()
-    assert str(dr.state) == "success"
-    run = DagRun.find(dag_id="training_pipeline", run_id=dr.run_id)[0]
-    tis = {ti.task_id: ti for ti in run.get_task_instances()}
-    result = tis["evaluate"].xcom_pull(task_ids="evaluate")
+    # the path `make demo` takes: one run through Airflow, then its summary
+    t = run_training(settings)
+    assert t["state"] == "success" and t["failed"] == []
+    result, built = t["evaluate"], t["build_training_set"]
     champion = registry.champion(settings)
     if result["promote"]:
         assert champion is not None and champion.version == result["version"]
-        assert tis["publish_model"].state == "success"
     else:
         assert champion is None
-        assert tis["publish_model"].state == "skipped"
         assert "not promoted" in result["decision"]
+    capsys.readouterr()
+    print_training_summary(t)
+    shown = capsys.readouterr().out
+    assert built["hash"] in shown and result["decision"] in shown and "baseline" in shown
     # the snapshot's hash travels with the model version
     from mlflow import MlflowClient
 
     mv = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, result["version"])
-    built = tis["build_training_set"].xcom_pull(task_ids="build_training_set")
     assert mv.tags["training_set.hash"] == built["hash"]
     assert mv.tags["data_interval"] == "2013-01-01..2013-01-05"
     assert json.loads(mv.tags["gate.numbers"])["candidate"]["rows"] == built["splits"]["test"]
