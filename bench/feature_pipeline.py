@@ -259,11 +259,9 @@ DAY_STEPS = (
 )
 
 
-def _run_day(pipeline, features, settings, day: date, run_id: str) -> dict:
-    """Every step of one day, each timed; the session is build_session (getOrCreate)."""
+def _timed_steps(pipeline, settings, day: date, run_id: str, s: dict, apply: bool):
+    """The pipeline's steps for one day, each timed into ``s``; returns (staged, online)."""
     start, end = _interval(day, day, settings.timezone)
-    s: dict[str, float] = {}
-    _, s["spark session"] = _timed(features.build_session, settings)
     _, s["land"] = _timed(pipeline.land_interval, start, end, settings)
     _, s["validate_raw"] = _timed(pipeline.validate_raw, start, end, run_id, settings)
     staged, s["compute"] = _timed(pipeline.compute, start, end, settings)
@@ -271,8 +269,17 @@ def _run_day(pipeline, features, settings, day: date, run_id: str) -> dict:
         pipeline.validate_features, start, end, staged["staging"], run_id, settings
     )
     _, s["publish"] = _timed(pipeline.publish, start, end, staged["staging"], settings)
-    _, s["feast apply"] = _timed(pipeline.apply_registry, settings)
+    if apply:
+        _, s["feast apply"] = _timed(pipeline.apply_registry, settings)
     online, s["materialize"] = _timed(pipeline.materialize, start, end, settings)
+    return staged, online
+
+
+def _run_day(pipeline, features, settings, day: date, run_id: str) -> dict:
+    """Every step of one day, each timed; the session is build_session (getOrCreate)."""
+    s: dict[str, float] = {}
+    _, s["spark session"] = _timed(features.build_session, settings)
+    staged, online = _timed_steps(pipeline, settings, day, run_id, s, apply=True)
     return {
         "seconds": {k: round(v, 3) for k, v in s.items()},
         "total_s": round(sum(s.values()), 3),
@@ -355,17 +362,8 @@ def bench_range(pipeline, land, settings, label: str, first: date, n_days: int) 
     per_day, feature_rows = [], 0
     for i in range(n_days):
         day = first + timedelta(days=i)
-        start, end = _interval(day, day, tz)
-        run_id = f"bench-{label}"
         s: dict[str, float] = {}
-        _, s["land"] = _timed(pipeline.land_interval, start, end, settings)
-        _, s["validate_raw"] = _timed(pipeline.validate_raw, start, end, run_id, settings)
-        staged, s["compute"] = _timed(pipeline.compute, start, end, settings)
-        _, s["validate_features"] = _timed(
-            pipeline.validate_features, start, end, staged["staging"], run_id, settings
-        )
-        _, s["publish"] = _timed(pipeline.publish, start, end, staged["staging"], settings)
-        _, s["materialize"] = _timed(pipeline.materialize, start, end, settings)
+        staged, _ = _timed_steps(pipeline, settings, day, f"bench-{label}", s, apply=False)
         for k, v in s.items():
             steps[k] += v
         rows = sum(staged["rows"].values())
