@@ -81,6 +81,13 @@ def _local_date(ts: Column, tz: str) -> Column:
     return F.date_format(F.from_utc_timestamp(ts, tz), "yyyy-MM-dd")
 
 
+def _sched_dep_ts() -> Column:
+    """Scheduled departure instant: ``time_hour`` (the scheduled hour, UTC) plus ``minute``."""
+    from pyspark.sql import functions as F
+
+    return F.col("time_hour") + F.make_interval(mins=F.col("minute").cast("int"))
+
+
 def departures(flights: DataFrame) -> DataFrame:
     """Flights that departed, with scheduled and actual departure instants (UTC).
 
@@ -89,7 +96,7 @@ def departures(flights: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    sched = F.col("time_hour") + F.make_interval(mins=F.col("minute").cast("int"))
+    sched = _sched_dep_ts()
     return (
         flights.where(F.col("dep_delay").isNotNull())
         .withColumn("sched_dep_ts", sched)
@@ -229,7 +236,7 @@ def transform_labels(flights: DataFrame) -> DataFrame:
         "carrier", "flight", "origin", "dest", "tailnum", "distance", "time_hour", "minute",
         "year", "month", "day", "sched_dep_time", "dep_delay",
     )
-    sched = F.col("time_hour") + F.make_interval(mins=F.col("minute").cast("int"))
+    sched = _sched_dep_ts()
     flight_id = F.concat_ws(
         "-",
         F.format_string("%04d%02d%02d", "year", "month", "day"),
