@@ -95,6 +95,32 @@ class Settings(BaseSettings):
     training_test_days: int = Field(default=3, description="Test window: the last N days.")
     training_validation_days: int = Field(default=3, description="Validation: N days before it.")
 
+    # --- inference: the BentoML service, batch scoring, monitoring --------------------------
+    serving_runtime: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="local: the service as a local process on SERVING_PORT; kubernetes: "
+        "Deployment and Service manifests for the serving image.",
+    )
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 3000
+    serving_url: str | None = Field(
+        default=None, description="Where clients reach the service; http://HOST:PORT if unset."
+    )
+    serving_image: str = "fti-serving:latest"
+    serving_replicas: int = 2
+    serving_max_batch: int = Field(default=100, description="Most flights in one /predict call.")
+    serving_clock: Literal["replay", "wall"] = Field(
+        default="replay",
+        description="replay: 'now' is the end of the latest materialized interval (the demo "
+        "replays 2013); wall: the real clock (live data).",
+    )
+    prediction_horizon_hours: float = Field(
+        default=2.0, description="Training rows are stamped this long before departure."
+    )
+    drift_psi_threshold: float = Field(
+        default=0.2, description="Population stability index above which a feature has drifted."
+    )
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_home: Path | None = Field(default=None, description="Defaults to HOME/airflow.")
     airflow_database_url: SecretStr | None = Field(
@@ -159,6 +185,23 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.reports_dir / "monitoring"
+
+    @property
+    def serving_dir(self) -> Path:
+        """Bentos (BENTOML_HOME), the live-model history and the local service's pid file."""
+        return self.home / "serving"
+
+    @property
+    def service_url(self) -> str:
+        return self.serving_url or f"http://{self.serving_host}:{self.serving_port}"
 
     @property
     def airflow_dir(self) -> Path:
