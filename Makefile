@@ -15,7 +15,7 @@ DAYS ?= 2013-01-01..2013-01-31
 help:
 	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), train once, print a summary"
 	@echo "make test    install if needed, run the whole test suite"
-	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080"
+	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080, MLflow UI on :5000"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"
 	@echo "make clean   remove all local state (.fti/)"
 
@@ -37,7 +37,7 @@ demo: init
 	@$(AIRFLOW_ENV) && $(PY) -m fti demo --days $(DAYS)
 
 up: init
-	@$(AIRFLOW_ENV) && ($(PY) -m fti login &) && exec airflow standalone
+	@$(AIRFLOW_ENV) && ($(PY) -m fti mlflow-ui --watch $$$$ &) && ($(PY) -m fti login &) && exec airflow standalone
 
 test: install
 	$(PY) -m pytest

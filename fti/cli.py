@@ -3,7 +3,8 @@
 - ``env``: shell ``export`` lines that configure Airflow from the settings;
 - ``feast-apply``: ``feast apply`` of the feature repo, and a feature_store.yaml for the CLI;
 - ``demo``: run the feature pipeline over a range of days and print the summary;
-- ``summary``: print what the stores hold now.
+- ``summary``: print what the stores hold now;
+- ``mlflow-ui``: the MLflow UI over the embedded tracking store (``make up`` starts it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,65 @@ def _login(args: argparse.Namespace) -> int:
     return 1
 
 
+def mlflow_ui_command(settings) -> list[str] | None:
+    """The MLflow UI over the embedded tracking store; None when a tracking server is configured
+    (its own UI is the one to open)."""
+    from pathlib import Path
+
+    if settings.mlflow_tracking_uri is not None:
+        return None
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        str(Path(sys.executable).with_name("mlflow")), "server",
+        "--backend-store-uri", settings.tracking_uri,
+        "--default-artifact-root", (settings.mlflow_dir / "artifacts").as_uri(),
+        "--host", "127.0.0.1", "--port", str(settings.mlflow_ui_port), "--workers", "1",
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mlflow_ui(args: argparse.Namespace) -> int:
+    """Run the MLflow UI; with ``--watch PID``, stop it (its whole process group) when PID ends.
+
+    ``make up`` starts it in the background next to ``airflow standalone``; a background job of
+    a non-interactive shell ignores Ctrl-C, so it watches Airflow's pid instead (portable, unlike
+    Linux's parent-death signal).
+    """
+    import signal
+    import subprocess
+    import time
+
+    settings = get_settings()
+    cmd = mlflow_ui_command(settings)
+    if cmd is None:
+        print(f"MLflow tracking server configured: {settings.mlflow_tracking_uri}")
+        return 0
+    print(f"\n  MLflow UI: http://localhost:{settings.mlflow_ui_port}/\n", flush=True)
+    if args.watch is None:
+        os.execv(cmd[0], cmd)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and _alive(args.watch):
+            time.sleep(1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return 0
+
+
 def _days(text: str) -> tuple[date, date]:
     first, _, last = text.partition("..")
     a = date.fromisoformat(first)
@@ -84,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     lg = sub.add_parser("login", help="print the Airflow UI login once standalone wrote it")
     lg.add_argument("--wait", type=int, default=120)
     lg.set_defaults(fn=_login)
+    ui = sub.add_parser("mlflow-ui", help="the MLflow UI over the embedded tracking store")
+    ui.add_argument("--watch", type=int, default=None, help="stop when this process ends")
+    ui.set_defaults(fn=_mlflow_ui)
     demo_days = "2013-01-01..2013-01-31"
     d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
     d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
         "HOME/mlflow if unset.",
     )
     model_name: str = Field(default="flight_delay", description="Registered model name.")
+    mlflow_ui_port: int = Field(default=5000, description="Port of the MLflow UI `make up` starts.")
 
     # --- training runtime -----------------------------------------------------------------
     training_runtime: Literal["local", "kubernetes"] = Field(
@@ -91,7 +92,24 @@ class Settings(BaseSettings):
         description="Secret whose keys become the pod's environment (e.g. MLflow credentials).",
     )
     k8s_gpu_node_selector: str = Field(default="nvidia.com/gpu.present=true")
-    training_epochs: int = 8
+    training_set_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Point-in-time join of training sets: DuckDB in the task, or Spark "
+        "(FTI_SPARK_MASTER) for spines and stores beyond one machine.",
+    )
+    training_epochs: int = 12
+    gate_min_roc_auc: float = Field(default=0.55, description="Evaluation gate: lowest ROC AUC.")
+    gate_max_log_loss: float = Field(default=0.6, description="Evaluation gate: highest log loss.")
+    gate_max_calibration_error: float = Field(
+        default=0.1, description="Evaluation gate: highest expected calibration error."
+    )
+    gate_champion_margin: float = Field(
+        default=0.002, description="The candidate's ROC AUC must beat the champion's by this."
+    )
+    gate_baseline_tolerance: float = Field(
+        default=0.0,
+        description="The candidate's ROC AUC may trail the scikit-learn baseline's by at most this.",
+    )
     training_test_days: int = Field(default=3, description="Test window: the last N days.")
     training_validation_days: int = Field(default=3, description="Validation: N days before it.")
 
@@ -109,6 +127,11 @@ class Settings(BaseSettings):
     serving_image: str = "fti-serving:latest"
     serving_replicas: int = 2
     serving_max_batch: int = Field(default=100, description="Most flights in one /predict call.")
+    serving_model_dir: Path | None = Field(
+        default=None,
+        description="Model directory the service loads (model.pt as `python -m training train` "
+        "writes it, e.g. the model inside a Bento); the MLflow champion, downloaded, if unset.",
+    )
     serving_clock: Literal["replay", "wall"] = Field(
         default="replay",
         description="replay: 'now' is the end of the latest materialized interval (the demo "

@@ -80,3 +80,21 @@ def two_days(airflow_db, good_source):
 
     use_source(good_source)
     return run_days(DAYS[0], DAYS[-1], get_settings())
+
+
+@pytest.fixture(scope="session")
+def snapshot(two_days, tmp_path_factory):
+    """A real training set built from the feature pipeline's output for 2013-01-01..02 (the
+    training and serving tests share it)."""
+    import numpy as np
+
+    from training import dataset
+
+    spine = dataset.load_spine(get_settings(), first=DAYS[0], last=DAYS[-1])
+    df = dataset.point_in_time_join(spine, get_settings())
+    local = df["sched_dep_ts"].dt.tz_convert("America/New_York")
+    # by time, never shuffled: day 1 trains, day 2's morning validates, its afternoon tests
+    df["split"] = np.where(local.dt.day == 1, "train",
+                           np.where(local.dt.hour < 14, "validation", "test"))
+    path, _ = dataset.write_snapshot(df, tmp_path_factory.mktemp("snap"))
+    return path

@@ -136,6 +136,69 @@ def point_in_time_join(spine: pd.DataFrame, settings: Settings | None = None) ->
     return out
 
 
+def point_in_time_join_spark(spine: pd.DataFrame, settings: Settings | None = None, spark=None) -> pd.DataFrame:
+    """The same join as :func:`point_in_time_join` on Spark, for spines and stores that outgrow
+    one machine (``FTI_TRAINING_SET_ENGINE=spark``; the session follows ``FTI_SPARK_MASTER``).
+
+    Per view, a range join keeps the feature rows of the row's keys inside
+    ``[event_timestamp - ttl, event_timestamp]`` and a window takes the latest: the ASOF rule
+    with Feast's TTL. A test checks it equals the DuckDB path cell for cell.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from feature_repo.jobs.features import build_session
+    from fti import featurestore
+
+    settings = settings or get_settings()
+    spark = spark or build_session(settings)
+    specs, odfvs = _view_specs(featurestore.feature_store(settings))
+    base = spine.reset_index(drop=True).copy()
+    base["_row"] = range(len(base))
+    keys_needed = sorted({k for spec in specs for k in spec.keys})
+    s = spark.createDataFrame(base[["_row", "event_timestamp", *keys_needed]])
+    out = base
+    for spec in specs:
+        v = spark.read.option("mergeSchema", "false").parquet(spec.path).drop("date")
+        v = v.select(*spec.keys, F.col("event_timestamp").alias("_fts"), *spec.features)
+        cond = [s[k] == v[k] for k in spec.keys] + [v["_fts"] <= s["event_timestamp"]]
+        if spec.ttl.total_seconds() > 0:
+            cond.append(v["_fts"] >= s["event_timestamp"] - F.expr(
+                f"INTERVAL {int(spec.ttl.total_seconds())} SECONDS"))
+        joined = s.select("_row", "event_timestamp", *spec.keys).join(v, cond, "inner")
+        latest = Window.partitionBy("_row").orderBy(F.col("_fts").desc())
+        picked = (
+            joined.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1")
+            .select("_row", *[v[f] for f in spec.features], F.col("_fts").alias(f"{TS_PREFIX}{spec.name}"))
+        )
+        part = picked.toPandas()
+        ts_col = f"{TS_PREFIX}{spec.name}"
+        # Spark hands back session-time (UTC) wall clocks without a zone
+        part[ts_col] = _utc(part[ts_col])
+        out = out.merge(part, on="_row", how="left", validate="one_to_one")
+    out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    for odfv, proj in odfvs:
+        transformed = odfv.feature_transformation.transform(out)
+        for f in proj.features:
+            out[f.name] = transformed[f.name].values
+    return out
+
+
+def _utc(col: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    col = pd.to_datetime(col)
+    return col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+
+
+def join_features(spine: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
+    """The configured training-set engine (``FTI_TRAINING_SET_ENGINE``: duckdb or spark)."""
+    settings = settings or get_settings()
+    if settings.training_set_engine == "spark":
+        return point_in_time_join_spark(spine, settings)
+    return point_in_time_join(spine, settings)
+
+
 def content_hash(df: pd.DataFrame) -> str:
     """SHA-256 of the frame's content (column names, types and values, in order)."""
     import pandas as pd

@@ -31,6 +31,17 @@ class GateConfig:
     #: the candidate's ROC AUC must be at least the baseline's minus this much
     baseline_tolerance: float = 0.0
 
+    @classmethod
+    def from_settings(cls, settings) -> GateConfig:
+        """The thresholds configured by ``FTI_GATE_*``."""
+        return cls(
+            min_roc_auc=settings.gate_min_roc_auc,
+            max_log_loss=settings.gate_max_log_loss,
+            max_calibration_error=settings.gate_max_calibration_error,
+            champion_margin=settings.gate_champion_margin,
+            baseline_tolerance=settings.gate_baseline_tolerance,
+        )
+
 
 @dataclass
 class Decision:

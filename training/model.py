@@ -79,8 +79,8 @@ class Preprocessor:
 class DelayModel(nn.Module):
     """Embeddings per categorical column, concatenated with the numeric inputs, then an MLP."""
 
-    def __init__(self, cardinalities: list[int], n_numeric: int, hidden: tuple[int, ...] = (128, 64),
-                 dropout: float = 0.1):
+    def __init__(self, cardinalities: list[int], n_numeric: int, hidden: tuple[int, ...] = (64, 32),
+                 dropout: float = 0.5):
         super().__init__()
         self.embeddings = nn.ModuleList(
             nn.Embedding(n + 1, min(16, (n + 2) // 2 + 1)) for n in cardinalities

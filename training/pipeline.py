@@ -41,7 +41,7 @@ def build_training_set(run_id: str = "manual", settings: Settings | None = None)
     cutoff = latest_label_day(settings)
     first = settings.first_day
     spine = dataset.load_spine(settings, first=first, last=cutoff)
-    df = dataset.point_in_time_join(spine, settings)
+    df = dataset.join_features(spine, settings)
     nxt = cutoff + timedelta(days=1)
     cutoff_end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=ZoneInfo(settings.timezone))
     report_dir = settings.reports_dir / "validation" / "training_set" / "flight_delay_v1" / cutoff.isoformat() / _safe(run_id)
@@ -143,7 +143,7 @@ def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> di
         with tempfile.TemporaryDirectory() as tmp:
             files = registry.download(champion_version, Path(tmp), settings)
             champion = train.metrics(test[train.LABEL].to_numpy(), gate.score(files, test))
-    decision = gate.decide(candidate, baseline, champion)
+    decision = gate.decide(candidate, baseline, champion, gate.GateConfig.from_settings(settings))
     lineage = {
         "training_set.hash": built["hash"],
         "feature_service": built["feature_service"],

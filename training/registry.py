@@ -49,7 +49,10 @@ def register(
     mlflow, client = _client(settings)
     experiment_id = _experiment(mlflow, client, settings)
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_params({k: results[k] for k in ("seed", "epochs", "device", "train_rows")})
+        mlflow.log_params({k: results[k] for k in
+                           ("seed", "epochs", "device", "train_rows", "lr", "batch_size", "hidden",
+                            "dropout", "weight_decay")
+                           if k in results})
         for split in ("validation", "test"):
             mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in results[split].items()})
         mlflow.log_metric("samples_per_second", float(results["samples_per_second"]))

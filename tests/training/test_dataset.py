@@ -75,6 +75,24 @@ def test_join_gives_feasts_cells_for_every_row(spine):
     assert late_rows["dep_hour_local"].notna().all()  # on-demand features need no stored row
 
 
+def test_spark_path_gives_the_same_cells_as_duckdb(spine):
+    # the whole spine, a month-later copy (past every TTL) and twins sharing keys and timestamp
+    late = spine.head(20).assign(
+        event_timestamp=lambda d: d["event_timestamp"] + timedelta(days=30),
+        flight_id=lambda d: d["flight_id"] + "-late",
+    )
+    twin = spine.iloc[[50]].assign(flight_id="twin")
+    entity_df = pd.concat([spine, late, twin], ignore_index=True)
+    duck = dataset.point_in_time_join(entity_df, get_settings())
+    spark = dataset.point_in_time_join_spark(entity_df, get_settings())
+    assert spark.columns.tolist() == duck.columns.tolist()
+    assert spark["flight_id"].tolist() == entity_df["flight_id"].tolist()
+    for col in duck.columns:
+        same = _same(spark[col], duck[col])
+        assert same.all(), (col, pd.concat([spark[col], duck[col]], axis=1)[~same].head())
+    assert duck[[c for c in duck.columns if c.startswith(dataset.TS_PREFIX)]].notna().any().all()
+
+
 def test_rows_sharing_keys_and_timestamp_each_keep_their_row(spine):
     row = spine.iloc[[100]]
     twins = pd.concat([row, row.assign(flight_id="twin-a"), row.assign(flight_id="twin-b")],

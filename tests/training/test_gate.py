@@ -58,10 +58,19 @@ def test_champion_rescored_on_the_window_matches_its_training_metrics(snapshot, 
     assert again["log_loss"] == pytest.approx(res["test"]["log_loss"], abs=1e-6)
 
 
+#: deliberately worse models: trained on shuffled labels, or a crippled network (one hidden
+#: unit, a learning rate too small to move it off its random start)
+WORSE = {
+    "shuffled labels": {"shuffle_labels": True},
+    "crippled network": {"hidden": (1,), "lr": 1e-6},
+}
+
+
 @pytest.mark.slow
-def test_shuffled_labels_model_is_never_promoted_over_a_champion(snapshot, tmp_path):
+@pytest.mark.parametrize("how", WORSE)
+def test_worse_model_is_never_promoted_over_a_champion(snapshot, tmp_path, how):
     champion = json.loads(json.dumps(train.train(snapshot, tmp_path / "c", epochs=3, seed=1)["test"]))
-    worse = train.train(snapshot, tmp_path / "w", epochs=3, seed=1, shuffle_labels=True)["test"]
+    worse = train.train(snapshot, tmp_path / "w", epochs=3, seed=1, **WORSE[how])["test"]
     baseline = gate.baseline_metrics(pd.read_parquet(snapshot))
     assert 0 <= baseline["roc_auc"] <= 1
     # loose absolute thresholds: the champion comparison alone has to stop it
@@ -70,3 +79,14 @@ def test_shuffled_labels_model_is_never_promoted_over_a_champion(snapshot, tmp_p
     decision = gate.decide(worse, baseline, champion, loose)
     assert worse["roc_auc"] < champion["roc_auc"], (worse, champion)
     assert not decision.promote and "does not beat the champion" in decision.describe()
+    # and with the configured thresholds it is not promoted even with no champion at all
+    assert not gate.decide(worse, baseline, None).promote, worse
+
+
+def test_gate_thresholds_come_from_settings():
+    from fti.settings import Settings
+
+    cfg = gate.GateConfig.from_settings(Settings(gate_min_roc_auc=0.8, gate_champion_margin=0.05))
+    assert cfg.min_roc_auc == 0.8 and cfg.champion_margin == 0.05
+    assert not gate.decide(GOOD, None, None, cfg).promote
+    assert not gate.decide(GOOD, None, {"roc_auc": 0.66}, gate.GateConfig(champion_margin=0.05)).promote
