@@ -161,11 +161,21 @@ def point_in_time_join_spark(spine: pd.DataFrame, settings: Settings | None = No
     for spec in specs:
         v = spark.read.option("mergeSchema", "false").parquet(spec.path).drop("date")
         v = v.select(*spec.keys, F.col("event_timestamp").alias("_fts"), *spec.features)
-        cond = [s[k] == v[k] for k in spec.keys] + [v["_fts"] <= s["event_timestamp"]]
-        if spec.ttl.total_seconds() > 0:
-            cond.append(v["_fts"] >= s["event_timestamp"] - F.expr(
-                f"INTERVAL {int(spec.ttl.total_seconds())} SECONDS"))
-        joined = s.select("_row", "event_timestamp", *spec.keys).join(v, cond, "inner")
+        left = s.select("_row", "event_timestamp", *spec.keys)
+        cond = [left[k] == v[k] for k in spec.keys] + [v["_fts"] <= left["event_timestamp"]]
+        ttl_s = int(spec.ttl.total_seconds())
+        if ttl_s > 0:
+            # an equi-join on keys alone pairs each row with a year of a route's hourly rows;
+            # with time cut into TTL-long buckets, a row's match lies in its bucket or the one
+            # before, so the join pairs it with at most two buckets' rows
+            bucket = F.floor(F.col("event_timestamp").cast("long") / ttl_s)
+            left = left.withColumn("_b", F.explode(F.array(bucket, bucket - 1)))
+            v = v.withColumn("_b", F.floor(F.col("_fts").cast("long") / ttl_s))
+            cond = [left[k] == v[k] for k in [*spec.keys, "_b"]] + [
+                v["_fts"] <= left["event_timestamp"],
+                v["_fts"] >= left["event_timestamp"] - F.expr(f"INTERVAL {ttl_s} SECONDS"),
+            ]
+        joined = left.join(v, cond, "inner")
         latest = Window.partitionBy("_row").orderBy(F.col("_fts").desc())
         picked = (
             joined.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1")
