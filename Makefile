@@ -10,12 +10,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1su
 AIRFLOW_ENV = eval "$$($(PY) -m fti env)" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 DAYS ?= 2013-01-01..2013-01-31
 
-.PHONY: help install init demo up test lint clean bench
+.PHONY: help install init demo up test lint clean bench rollback
 
 help:
 	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), train once, print a summary"
 	@echo "make test    install if needed, run the whole test suite"
 	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080, MLflow UI on :5000"
+	@echo "make rollback  restore the previously live model version of the local service"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"
 	@echo "make clean   remove all local state (.fti/)"
 
@@ -44,6 +45,9 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+rollback: install
+	@$(PY) -m fti rollback
 
 bench: install
 	$(PY) bench/feature_pipeline.py

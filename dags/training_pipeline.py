@@ -1,7 +1,8 @@
 """
 ### Training pipeline
 
-Runs when the feature pipeline publishes (the `fti_features` asset), or by hand.
+Runs when the feature pipeline publishes (the `fti_features` asset), when the inference
+pipeline reports drift (`fti_drift`), or by hand.
 **build_training_set**: every departed flight up to the latest published day, joined
 point-in-time to `flight_delay_v1`, validated (Great Expectations), split by time and saved with
 its content hash. **train**: `python -m training train` as a local process (embedded default)
@@ -18,7 +19,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from fti.assets import FEATURES, MODEL
+from fti.assets import DRIFT, FEATURES, MODEL
 from fti.settings import get_settings
 
 SETTINGS = get_settings()
@@ -26,7 +27,8 @@ SETTINGS = get_settings()
 
 @dag(
     dag_id="training_pipeline",
-    schedule=[FEATURES],
+    # new features, or the inference pipeline saw the inputs drift from the training set
+    schedule=(FEATURES | DRIFT),
     start_date=pendulum.datetime(2013, 1, 1, tz=SETTINGS.timezone),
     catchup=False,
     max_active_runs=1,

@@ -4,7 +4,8 @@
 - ``feast-apply``: ``feast apply`` of the feature repo, and a feature_store.yaml for the CLI;
 - ``demo``: run the feature pipeline over a range of days and print the summary;
 - ``summary``: print what the stores hold now;
-- ``mlflow-ui``: the MLflow UI over the embedded tracking store (``make up`` starts it).
+- ``mlflow-ui``: the MLflow UI over the embedded tracking store (``make up`` starts it);
+- ``rollback`` / ``live``: restore the previously live model version / print the live history.
 """
 
 from __future__ import annotations
@@ -115,6 +116,30 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(_: argparse.Namespace) -> int:
+    """Make the model version live before the current one live again."""
+    from serving import rollout
+
+    settings = get_settings()
+    try:
+        entry = rollout.rollback(settings)
+    except (LookupError, rollout.RolloutFailed) as err:
+        print(f"rollback: {err}", file=sys.stderr)
+        return 1
+    print(f"model version {entry['model_version']} ({entry['bento']}) is live again on "
+          f"{settings.service_url} (was {entry['rollback_of']})")
+    return 0
+
+
+def _live(_: argparse.Namespace) -> int:
+    """Which model version served from when to when."""
+    from serving import rollout
+
+    for e in rollout.history(get_settings()):
+        print(f"v{e['model_version']:<5} {e['bento']:<32} {e['from']} .. {e['until'] or 'now'}")
+    return 0
+
+
 def _days(text: str) -> tuple[date, date]:
     first, _, last = text.partition("..")
     a = date.fromisoformat(first)
@@ -147,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("mlflow-ui", help="the MLflow UI over the embedded tracking store")
     ui.add_argument("--watch", type=int, default=None, help="stop when this process ends")
     ui.set_defaults(fn=_mlflow_ui)
+    sub.add_parser("rollback", help="restore the previously live model version").set_defaults(fn=_rollback)
+    sub.add_parser("live", help="which model version was live from when to when").set_defaults(fn=_live)
     demo_days = "2013-01-01..2013-01-31"
     d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
     d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")

@@ -175,15 +175,24 @@ def print_summary(first: date, last: date, settings: Settings | None = None) -> 
 
 def run_training(settings: Settings, log: Path | None = None) -> dict:
     """One ``training_pipeline`` run through Airflow; returns what its tasks reported."""
+    return _run_once(settings, "training_pipeline", ("build_training_set", "train", "evaluate"), log)
+
+
+def run_inference(settings: Settings, log: Path | None = None) -> dict:
+    """One ``inference_pipeline`` run through Airflow; returns what its tasks reported."""
+    return _run_once(settings, "inference_pipeline", ("deploy", "score_next_day", "monitor"), log)
+
+
+def _run_once(settings: Settings, dag_id: str, task_ids: tuple[str, ...], log: Path | None) -> dict:
     _configure_airflow(settings)
-    dag = load_dag(settings, "training_pipeline")
+    dag = load_dag(settings, dag_id)
     t0 = time.perf_counter()
     with _output_to(log):
         dr = dag.test()
     _fix_start_date(dr)
     tis = {ti.task_id: ti for ti in dr.get_task_instances()}
     out = {"state": str(dr.state), "seconds": time.perf_counter() - t0}
-    for task_id in ("build_training_set", "train", "evaluate"):
+    for task_id in task_ids:
         ti = tis.get(task_id)
         out[task_id] = ti.xcom_pull(task_ids=task_id) if ti is not None and ti.state == "success" else None
     out["failed"] = [t for t, ti in tis.items() if ti.state == "failed"]
@@ -217,6 +226,33 @@ def print_training_summary(t: dict) -> None:
         print(f"  failed task(s): {', '.join(t['failed'])}")
 
 
+def print_inference_summary(i: dict, settings: Settings) -> None:
+    print()
+    print(f"Inference pipeline: {i['state']} ({i['seconds']:.0f} s)")
+    dep, scored, mon = i.get("deploy"), i.get("score_next_day"), i.get("monitor")
+    if dep:
+        print(f"  live service             model version {dep['model_version']} ({dep['bento']}) "
+              f"on {settings.service_url}")
+    if scored and scored.get("day"):
+        print(f"  batch predictions        {scored['rows']:,} flights of {scored['day']}, "
+              f"mean delay probability {scored['mean_probability']:.3f}: {scored['path']}")
+    if mon and mon.get("day"):
+        drifted = ", ".join(mon["drifted"][:5]) or "none"
+        print(f"  monitoring               drifted features (PSI > {settings.drift_psi_threshold}): "
+              f"{drifted}")
+        print(f"                           report: {mon['report']}")
+    if i["failed"]:
+        print(f"  failed task(s): {', '.join(i['failed'])}")
+
+
+def curl_example(settings: Settings) -> str:
+    """A ready-to-paste curl calling /predict for a real flight."""
+    from serving.rollout import smoke_flight
+
+    flight = json.dumps(smoke_flight(settings))
+    return f"curl -s -X POST {settings.service_url}/predict -H 'Content-Type: application/json' -d '{flight}'"
+
+
 def run_demo(first: date, last: date, train: bool = True) -> int:
     settings = get_settings()
     t0 = time.perf_counter()
@@ -233,7 +269,39 @@ def run_demo(first: date, last: date, train: bool = True) -> int:
         print(f"  MLflow                   {settings.tracking_uri}  "
               f"(.venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri})")
         ok = t["state"] == "success"
+        if ok:
+            print("\nRunning inference_pipeline once through Airflow ...", flush=True)
+            i = run_inference(settings, log=log)
+            print_inference_summary(i, settings)
+            ok = i["state"] == "success" and bool(i.get("deploy"))
+            if not i.get("deploy"):
+                print("  no model is live: the training pipeline promoted none (see its decision)")
     print(f"\ndemo took {time.perf_counter() - t0:.0f} s")
+    if ok and train:
+        return _serve_until_interrupted(settings)
     # py4j logs its connection shutdown at interpreter exit; nothing there is news
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
     return 0 if ok else 1
+
+
+def _serve_until_interrupted(settings: Settings) -> int:
+    """Print the curl, keep the service up until Ctrl-C (or return at once with DEMO_EXIT=1);
+    the service is stopped either way."""
+    from serving import rollout
+
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
+    print("\nTry it:\n")
+    print(f"  {curl_example(settings)}\n")
+    print(f"  OpenAPI: {settings.service_url}/docs.json   metrics: {settings.service_url}/metrics")
+    try:
+        if os.environ.get("DEMO_EXIT") == "1":
+            return 0
+        print("\nThe service keeps running; Ctrl-C stops it.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+        return 0
+    finally:
+        rollout.stop_local(settings)
+        print("service stopped")

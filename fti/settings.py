@@ -231,6 +231,23 @@ class Settings(BaseSettings):
         return self.airflow_home or self.home / "airflow"
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``FTI_*`` variables that make a child process read exactly ``settings`` (secrets
+    included: for a process's environment only, never for a file or a log)."""
+    out = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, date):
+            value = value.isoformat()
+        out[f"FTI_{name.upper()}"] = str(value)
+    return out
+
+
 @functools.cache
 def get_settings() -> Settings:
     """The process-wide settings (read once; tests call ``get_settings.cache_clear()``)."""

@@ -19,8 +19,10 @@ for key in [k for k in os.environ if k.startswith(("FTI_", "AIRFLOW"))]:
     del os.environ[key]
 os.environ["FTI_HOME"] = str(HOME)
 os.environ["FTI_SPARK_MASTER"] = "local[2]"
+from helpers import DAYS, free_port, read_real_tables, run, use_source, write_source  # noqa: E402
 
-from helpers import DAYS, read_real_tables, run, use_source, write_source  # noqa: E402
+# never the user's port 3000: a service a test rolls out listens on a port of its own
+os.environ["FTI_SERVING_PORT"] = str(free_port())
 
 from fti.airflow_env import airflow_env  # noqa: E402
 from fti.settings import get_settings  # noqa: E402

@@ -4,9 +4,13 @@ by name when several exist)."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import zipfile
 from datetime import date
 from pathlib import Path
@@ -69,3 +73,30 @@ def write_source(folder: Path, flights: pd.DataFrame, weather: pd.DataFrame, pla
     weather.to_csv(folder / "weather.csv", index=False, na_rep="NA")
     planes.to_csv(folder / "planes.csv", index=False, na_rep="NA")
     return folder
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: bytes | str | None = None, *, timeout: float = 10,
+         content_type: str = "application/json") -> tuple[int, bytes]:
+    """(status, body) of one HTTP request; 4xx and 5xx are answers, not exceptions."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def post_json(url: str, payload, timeout: float = 10) -> tuple[int, object]:
+    """(status, decoded JSON body) of a POST of ``payload`` as JSON."""
+    status, body = http("POST", url, json.dumps(payload), timeout=timeout)
+    return status, json.loads(body) if body else None

@@ -76,21 +76,18 @@ def test_training_killed_while_logging_leaves_no_version(snapshot, tmp_path, loc
 def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path, local_mlflow):
     """`make up` runs `python -m fti mlflow-ui --watch <airflow's pid>`: the UI serves the
     embedded store, and goes away (its whole process group) when the watched process ends."""
-    import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    from helpers import ROOT
+    from helpers import ROOT, free_port
 
     s = local_mlflow
     res = train.train(snapshot, tmp_path / "m1", epochs=1, seed=1)
     _, v1 = registry.register(tmp_path / "m1", res, {"code_version": "test"}, s)
     registry.record_decision(v1, gate.Decision(True, ["no champion yet"]), {}, s)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     watched = subprocess.Popen(["sleep", "600"])
     env = {**__import__("os").environ, "FTI_HOME": str(s.home), "FTI_MLFLOW_UI_PORT": str(port)}
     ui = subprocess.Popen([sys.executable, "-m", "fti", "mlflow-ui", "--watch", str(watched.pid)],
@@ -108,7 +105,7 @@ def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path,
         assert body is not None, "the MLflow UI never answered"
         model = body["registered_model"]
         assert model["name"] == s.model_name
-        assert {"alias": "champion", "version": v1} in model["aliases"]
+        assert {"alias": "champion", "version": str(v1)} in model["aliases"]
     finally:
         watched.kill()
         watched.wait()

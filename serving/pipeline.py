@@ -1,0 +1,66 @@
+"""The inference pipeline's steps, one function per DAG task (the DAG file only wires them).
+
+deploy (the champion as the live service) -> score_next_day (batch) -> monitor -> [drift asset].
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from fti.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def deploy(settings: Settings | None = None) -> dict:
+    """Roll the registry's champion out unless it is already live (then make sure it runs)."""
+    from serving import model as served
+    from serving import rollout
+    from training import registry
+
+    settings = settings or get_settings()
+    champion = registry.champion(settings)
+    if champion is None:
+        raise served.NoModel(
+            f"no champion for {settings.model_name!r} yet: the training pipeline has not "
+            "promoted a model, so there is nothing to serve"
+        )
+    version = str(champion.version)
+    current = rollout.live(settings)
+    if settings.serving_runtime == "local" and current and current["model_version"] == version:
+        rollout.ensure_running(settings)
+        log.info("model version %s is already live on %s", version, settings.service_url)
+        return {"model_version": version, "bento": current["bento"], "changed": False,
+                "url": settings.service_url}
+    model_dir = served.stage_champion(settings)
+    return {**rollout.rollout(model_dir, version, settings), "changed": True}
+
+
+def score_next_day(run_id: str = "manual", settings: Settings | None = None) -> dict:
+    """Batch predictions for the day after the latest published feature day."""
+    from serving import batch
+
+    settings = settings or get_settings()
+    day = batch.latest_feature_day(settings) + timedelta(days=1)
+    if day > settings.last_day:
+        log.info("%s is past the data set's last day %s: nothing scheduled to score", day, settings.last_day)
+        return {"day": None}
+    return batch.score_day(day, run_id, settings)
+
+
+def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = None) -> dict:
+    """Drift for the scored day; realised performance for the day before, whose labels landed."""
+    from serving import batch, monitoring
+
+    settings = settings or get_settings()
+    if not scored.get("day"):
+        return {"drifted": []}
+    result = monitoring.monitor_day(scored["day"], run_id, settings)
+    previous = batch._day(scored["day"]) - timedelta(days=1)
+    if batch.predictions_path(settings, previous).exists():
+        earlier = monitoring.monitor_day(previous, run_id, settings)
+        result["previous_day"] = {"day": earlier["day"], "performance": earlier["performance"]}
+    return {k: result[k] for k in ("day", "drifted", "feature_psi", "prediction_psi", "report",
+                                   "labels") if k in result} | (
+        {"previous_day": result["previous_day"]} if "previous_day" in result else {})

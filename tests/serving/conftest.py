@@ -1,0 +1,126 @@
+"""Fixtures of the online-serving tests: a trained model directory, and the real service
+started as a subprocess (``bentoml serve``) against the session's feature store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, free_port, http
+from hypothesis.configuration import set_hypothesis_home_dir
+
+from fti.settings import get_settings
+from serving import model
+from training import train
+
+# Hypothesis keeps its caches in ./.hypothesis by default: keep them in the test home instead
+set_hypothesis_home_dir(get_settings().home / "hypothesis")
+
+
+@dataclass
+class Service:
+    """A running ``bentoml serve`` of ``serving.service:FlightDelayService``."""
+
+    url: str
+    proc: subprocess.Popen
+    log: Path
+    children: list = field(default_factory=list)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = http("GET", f"{self.url}/readyz", timeout=5)
+            if status == 200:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz still {status}: {body!r}\n{self.log_tail()}")
+            time.sleep(0.5)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM the server (its arbiter stops the workers), then kill whatever is left."""
+        import psutil
+
+        try:
+            self.children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for child in self.children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def _start(env: dict[str, str], log: Path, timeout: float = 180) -> Service:
+    port = free_port()
+    full = {**os.environ, **env}
+    full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full.get('PATH', '')}"
+    full.setdefault("OMP_NUM_THREADS", "1")
+    full["BENTOML_DO_NOT_TRACK"] = "true"  # no usage reporting from tests
+    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:FlightDelayService",
+           "--host", "127.0.0.1", "--port", str(port)]
+    out = open(log, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    out.close()
+    service = Service(f"http://127.0.0.1:{port}", proc, log)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"bentoml serve exited {proc.returncode}:\n{service.log_tail()}")
+        try:
+            if http("GET", f"{service.url}/healthz", timeout=2)[0] == 200:
+                return service
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            service.stop()
+            raise AssertionError(f"service not up after {timeout} s:\n{service.log_tail()}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def served_model(snapshot, tmp_path_factory) -> Path:
+    """A model trained on the session's snapshot, with its version recorded beside it."""
+    out = tmp_path_factory.mktemp("served-model")
+    train.train(snapshot, out, epochs=2)
+    model.write_version(out, "test-1")
+    return out
+
+
+@pytest.fixture(scope="session")
+def start_service(tmp_path_factory):
+    """Start the service with extra environment: ``start_service({"FTI_...": ...})``. Every
+    service started is stopped at the end of the session, its processes with it."""
+    started: list[Service] = []
+
+    def start(env: dict[str, str]) -> Service:
+        n = len(started)
+        home = get_settings().serving_dir / f"bentoml-{n}"
+        home.mkdir(parents=True, exist_ok=True)
+        service = _start({"BENTOML_HOME": str(home), **env},
+                         tmp_path_factory.mktemp("service-log") / f"service-{n}.log")
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+

@@ -1,0 +1,91 @@
+"""The inference_pipeline DAG end to end on the embedded runtime, through Airflow (`dag.test`, as
+`make demo` runs it): the champion goes live, the next day is scored, the day is monitored."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from helpers import post_json
+
+from fti.settings import get_settings
+from training import gate, registry
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def private_home(two_days, tmp_path, monkeypatch):
+    """Own MLflow, predictions, reports and service; the session's feature stores (symlinked)."""
+    base = get_settings()
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()
+    (home / "feast").symlink_to(base.feast_dir, target_is_directory=True)
+    (data / "offline").symlink_to(base.offline_dir, target_is_directory=True)
+    monkeypatch.setenv("FTI_HOME", str(home))
+    monkeypatch.setenv("FTI_DATA_ROOT", str(data))
+    get_settings.cache_clear()
+    yield get_settings()
+    from serving import rollout
+
+    rollout.stop_local(get_settings())
+    get_settings.cache_clear()
+
+
+def test_inference_dag_deploys_scores_and_monitors(private_home, snapshot, served_model):
+    from fti.demo import curl_example, run_inference
+    from serving import rollout
+
+    s = private_home
+    # the champion, with its training set where the training pipeline keeps them
+    (s.data_dir / "training_sets").mkdir(parents=True)
+    shutil.copy(snapshot, s.data_dir / "training_sets" / snapshot.name)
+    results = json.loads((served_model / "metrics.json").read_text())
+    _, version = registry.register(served_model, results, {"training_set.hash": snapshot.stem}, s)
+    registry.record_decision(str(version), gate.Decision(True, ["test"]), {}, s)
+
+    i = run_inference(s)
+    assert i["state"] == "success" and i["failed"] == [], i
+    assert i["deploy"]["model_version"] == str(version)
+    assert rollout.live(s)["model_version"] == str(version)
+    scored, monitored = i["score_next_day"], i["monitor"]
+    assert scored["day"] == "2013-01-03" and scored["model_version"] == str(version)
+    preds = pd.read_parquet(scored["path"])
+    assert len(preds) == scored["rows"] > 800 and preds["probability"].between(0, 1).all()
+    assert monitored["day"] == "2013-01-03"
+    assert (s.monitoring_dir / "2013-01-03" / "index.html").exists()
+
+    # the curl the demo prints calls the live service for a real flight
+    cmd = curl_example(s)
+    body = json.loads(cmd.split(" -d '", 1)[1].rstrip("'"))
+    status, answer = post_json(f"{s.service_url}/predict", body, timeout=30)
+    assert status == 200 and answer[0]["model_version"] == str(version), answer
+
+    # a second run finds the champion live already: no new rollout, the same day scored again
+    again = run_inference(s)
+    assert again["state"] == "success" and again["deploy"]["changed"] is False
+    assert len(rollout.history(s)) == 1
+
+
+def test_inference_dag_shape_and_the_drift_loop():
+    from airflow.dag_processing.dagbag import DagBag
+    from helpers import ROOT
+
+    from fti.assets import DRIFT, FEATURES, MODEL
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    dag = bag.dags["inference_pipeline"]
+    order = ["deploy", "score_next_day", "monitor", "drifted", "drift"]
+    for up, down in zip(order, order[1:], strict=False):
+        assert down in dag.task_dict[up].downstream_task_ids
+    assert [o.name for o in dag.task_dict["drift"].outlets] == [DRIFT.name]
+    # either event runs it: a promoted model, or a newly published day
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAny"
+    assert {a.name for a in dag.timetable.asset_condition.objects} == {MODEL.name, FEATURES.name}
+    # and the loop closes: drift schedules the training pipeline (as new features do)
+    training = bag.dags["training_pipeline"]
+    assert type(training.timetable.asset_condition).__name__ == "AssetAny"
+    assert {a.name for a in training.timetable.asset_condition.objects} == {FEATURES.name, DRIFT.name}
