@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     drift_psi_threshold: float = Field(
         default=0.2, description="Population stability index above which a feature has drifted."
     )
+    drift_ignore: str = Field(
+        default="dep_dow_local,dep_month_local",
+        description="Comma-separated features whose PSI is reported but never counts as drift: "
+        "one scored day has one weekday and one month, so against a training set of many days "
+        "they cross any threshold by construction.",
+    )
 
     # --- Airflow ---------------------------------------------------------------------------
     airflow_home: Path | None = Field(default=None, description="Defaults to HOME/airflow.")
@@ -208,6 +214,10 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def drift_ignored_features(self) -> frozenset[str]:
+        return frozenset(f.strip() for f in self.drift_ignore.split(",") if f.strip())
 
     @property
     def predictions_dir(self) -> Path:

@@ -273,7 +273,8 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
     for c in [*numeric, *categorical]:
         if c in reference.columns and c in current.columns:
             feature_psi[c] = psi(reference[c], current[c], categorical=c in categorical)
-    drifted = sorted((c for c, v in feature_psi.items() if v > threshold),
+    ignored = settings.drift_ignored_features
+    drifted = sorted((c for c, v in feature_psi.items() if v > threshold and c not in ignored),
                      key=lambda c: -feature_psi[c])
     prediction_psi = psi(reference_scores, current["probability"])
 
@@ -289,6 +290,7 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
         "reference_rows": len(reference),
         "rows": len(current),
         "threshold": threshold,
+        "ignored": sorted(ignored & set(feature_psi)),
         "feature_psi": {c: round(v, 6) for c, v in feature_psi.items()},
         "drifted": drifted,
         "prediction_psi": round(prediction_psi, 6),
@@ -439,9 +441,16 @@ def _html(result: dict, images: list[tuple[str, str]]) -> str:
     def num(v: Any) -> str:
         return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else e(str(v)))
 
+    ignored = set(result.get("ignored", []))
+
+    def verdict(c: str, v: float) -> str:
+        if v <= threshold:
+            return ""
+        return "above, ignored (a day differs by construction)" if c in ignored else "drifted"
+
     rows = "\n".join(
-        f'<tr class="{"drift" if v > threshold else ""}"><td>{e(c)}</td><td>{v:.4f}</td>'
-        f'<td>{"drifted" if v > threshold else ""}</td></tr>'
+        f'<tr class="{"drift" if verdict(c, v) == "drifted" else ""}"><td>{e(c)}</td>'
+        f'<td>{v:.4f}</td><td>{e(verdict(c, v))}</td></tr>'
         for c, v in sorted(result["feature_psi"].items(), key=lambda kv: -kv[1])
     )
     perf = result["performance"]

@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import ROOT, free_port, http
@@ -94,6 +95,32 @@ def _start(env: dict[str, str], log: Path, timeout: float = 180) -> Service:
             service.stop()
             raise AssertionError(f"service not up after {timeout} s:\n{service.log_tail()}")
         time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def champion_home(snapshot, tmp_path_factory):
+    """``champion_home(name)``: a private home (its own MLflow, reports and predictions) over
+    the session's offline store, with a champion trained on the session's training set, kept
+    where the training pipeline keeps training sets (monitoring finds it by the hash tag)."""
+    import pandas as pd
+
+    from fti.settings import Settings
+    from training import dataset, gate, registry
+
+    def make(name: str) -> SimpleNamespace:
+        base = get_settings()
+        root = tmp_path_factory.mktemp(name)
+        (root / "data").mkdir()
+        (root / "data" / "offline").symlink_to(base.offline_dir, target_is_directory=True)
+        s = Settings(home=root / "home", data_root=root / "data", feast_registry=base.registry)
+        path, digest = dataset.write_snapshot(pd.read_parquet(snapshot), s.data_dir / "training_sets")
+        model_dir = root / "model"
+        results = train.train(path, model_dir, epochs=2)
+        _, version = registry.register(model_dir, results, {"training_set.hash": digest}, s)
+        registry.record_decision(version, gate.Decision(True, ["test champion"]), {}, s)
+        return SimpleNamespace(settings=s, version=str(version), model_dir=model_dir, snapshot=path)
+
+    return make
 
 
 @pytest.fixture(scope="session")

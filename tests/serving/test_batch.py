@@ -6,17 +6,16 @@ from __future__ import annotations
 import hashlib
 from datetime import date, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import DAYS
 
-from fti.settings import Settings, get_settings
+from fti.settings import Settings
 from fti.validation import ValidationFailed
 from serving import batch
-from training import dataset, gate, registry, train
+from training import dataset, gate
 
 pytestmark = pytest.mark.slow
 
@@ -24,21 +23,8 @@ NEXT_DAY = DAYS[-1] + timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
-def champion(snapshot, tmp_path_factory):
-    """A private home (its own MLflow, reports and predictions) over the session's offline
-    store, with a champion trained on the session's training set of the two published days."""
-    base = get_settings()
-    root = tmp_path_factory.mktemp("batch")
-    (root / "data").mkdir()
-    (root / "data" / "offline").symlink_to(base.offline_dir, target_is_directory=True)
-    s = Settings(home=root / "home", data_root=root / "data", feast_registry=base.registry)
-    # where the training pipeline keeps training sets: monitoring finds it by the hash tag
-    path, digest = dataset.write_snapshot(pd.read_parquet(snapshot), s.data_dir / "training_sets")
-    model_dir = root / "model"
-    results = train.train(path, model_dir, epochs=2)
-    _, version = registry.register(model_dir, results, {"training_set.hash": digest}, s)
-    registry.record_decision(version, gate.Decision(True, ["test champion"]), {}, s)
-    return SimpleNamespace(settings=s, version=str(version), model_dir=model_dir)
+def champion(champion_home):
+    return champion_home("batch")
 
 
 def _sha256(path) -> str:

@@ -7,16 +7,15 @@ import json
 import logging
 import math
 from datetime import timedelta
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import DAYS
 
-from fti.settings import Settings, get_settings
+from fti.settings import Settings
 from serving import batch, monitoring
-from training import dataset, gate, registry, train
+from training import dataset, gate, train
 
 NEXT_DAY = DAYS[-1] + timedelta(days=1)
 THRESHOLD = Settings().drift_psi_threshold
@@ -78,21 +77,8 @@ def test_a_change_in_the_null_rate_is_drift():
 
 
 @pytest.fixture(scope="module")
-def champion(snapshot, tmp_path_factory):
-    """A private home (its own MLflow, reports and predictions) over the session's offline
-    store, with a champion trained on the session's training set of the two published days."""
-    base = get_settings()
-    root = tmp_path_factory.mktemp("monitoring")
-    (root / "data").mkdir()
-    (root / "data" / "offline").symlink_to(base.offline_dir, target_is_directory=True)
-    s = Settings(home=root / "home", data_root=root / "data", feast_registry=base.registry)
-    # where the training pipeline keeps training sets: monitoring finds it by the hash tag
-    path, digest = dataset.write_snapshot(pd.read_parquet(snapshot), s.data_dir / "training_sets")
-    model_dir = root / "model"
-    results = train.train(path, model_dir, epochs=2)
-    _, version = registry.register(model_dir, results, {"training_set.hash": digest}, s)
-    registry.record_decision(version, gate.Decision(True, ["test champion"]), {}, s)
-    return SimpleNamespace(settings=s, version=str(version), model_dir=model_dir, snapshot=path)
+def champion(champion_home):
+    return champion_home("monitoring")
 
 
 def _model_inputs(model_dir) -> set[str]:
@@ -182,12 +168,16 @@ def test_shifted_inputs_are_flagged_and_logged(champion, caplog):
 
     # (the reference is the data set's first day as of its midnight: no weather or history
     # existed yet, so numeric features are null there and a categorical shift is the test)
-    control.assign(dest="SJU", origin="JFK").to_parquet(path, index=False)
+    # the weekday moves too: reported, but by configuration never drift (a day has one weekday)
+    control.assign(dest="SJU", origin="JFK", dep_dow_local=(control["dep_dow_local"] + 3) % 7
+                   ).to_parquet(path, index=False)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="serving.monitoring"):
         drift = monitoring.monitor_day(day, "shifted", s)
 
     assert set(drift["drifted"]) == {"dest", "origin"}
+    assert drift["feature_psi"]["dep_dow_local"] > s.drift_psi_threshold
+    assert "dep_dow_local" in drift["ignored"]
     assert min(drift["feature_psi"][c] for c in drift["drifted"]) > s.drift_psi_threshold
     lines = [r.getMessage() for r in caplog.records
              if r.levelno == logging.WARNING and r.getMessage().startswith("feature drift")]

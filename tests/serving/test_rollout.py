@@ -68,6 +68,21 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     assert _served_version(s) == v1
     assert [e["model_version"] for e in rollout.history(s)] == [v1]
 
+    # a champion that loads and reports ready but answers nonsense: the smoke prediction of a
+    # real flight catches it, and the previous version keeps serving
+    import torch
+
+    nan = tmp_path / "nan"
+    shutil.copytree(good, nan)
+    saved = torch.load(nan / "model.pt", weights_only=False)
+    saved["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                           for k, v in saved["state_dict"].items()}
+    torch.save(saved, nan / "model.pt")
+    v2b = _promote(s, nan, "nan")
+    with pytest.raises(rollout.RolloutFailed, match="predict.*rolled back to"):
+        pipeline.deploy(s)
+    assert _served_version(s) == v1
+
     better = tmp_path / "better"
     train.train(snapshot, better, epochs=2, seed=2)
     v3 = _promote(s, better, "third")
@@ -83,7 +98,7 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     assert [e["model_version"] for e in entries] == [v1, v3, v1]
     assert all(e["until"] for e in entries[:-1]) and entries[-1]["until"] is None
     assert entries[-1]["rollback_of"] == v3
-    assert v2 not in {e["model_version"] for e in entries}
+    assert not {v2, v2b} & {e["model_version"] for e in entries}
     live = run([sys.executable, "-m", "fti", "live"], env=env).stdout
     assert live.count("\n") == 3 and "now" in live.splitlines()[-1]
 
