@@ -584,8 +584,8 @@ def bench_store(store: str, home: Path, prep: dict, redis_port: int | None, args
     print(f"\n[{store}] starting bentoml serve and feast serve", flush=True)
     servers = start_servers(store, home, prep, redis_port)
     try:
-        print(f"  ready: ours after {servers['ours']['ready_s']} s, feast after "
-              f"{servers['feast']['ready_s']} s", flush=True)
+        print(f"  both ready {servers['feast']['ready_s']} s after they were started "
+              "(together)", flush=True)
         answers = check_answers(servers, flights)
         print(f"  check: ours {answers['ours_status']}, feast {answers['feast_status']} "
               f"({answers.get('feast_features')} features, statuses "
@@ -808,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     m = results["machine"]
     print(f"serving benchmark; FTI_HOME={home}")
     print(f"machine: {m['platform']} | {m['cpu_count']} CPUs (a shared VM: client, servers and "
-          f"Redis share them) | load average at start {m['loadavg_at_start']}")
+          f"Redis share them) | load average at start "
+          f"{tuple(round(x, 2) for x in m['loadavg_at_start'] or ())}")
     print(f"cells: batch {args.batch} x concurrency {args.concurrency}, warm-up {args.warmup} s "
           f"+ {args.duration} s timed each, stores {args.stores}", flush=True)
     redis = None
@@ -858,10 +859,12 @@ def main(argv: list[str] | None = None) -> int:
             redis.stop()
         results["wall_s"] = round(time.perf_counter() - t_start, 1)
         results["completed"] = ok
+        m["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
         v = results["versions"]
         print()
         print(f"machine: {m['platform']} | {m['cpu_count']} CPUs, shared | Python {m['python']} | "
-              f"bentoml {v['bentoml']}, feast {v['feast']} | benchmark wall time "
+              f"bentoml {v['bentoml']}, feast {v['feast']} | load average at end "
+              f"{tuple(round(x, 2) for x in m['loadavg_at_end'] or ())} | benchmark wall time "
               f"{results['wall_s']:.0f} s")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

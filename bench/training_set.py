@@ -168,8 +168,9 @@ def _median_time(fn, repeats: int):
 
 
 def month_store(settings, first: date, last: date) -> Path:
-    """A second home whose offline store holds only the days first..last (partition symlinks),
-    registered with feast apply: Feast's file store on a store the size of the demo's."""
+    """A second home whose offline store holds only the days first..last (hard links to the
+    partition files: Feast's dask reader does not follow symlinked folders), registered with
+    feast apply: Feast's file store on a store the size of the demo's."""
     home = settings.home / f"store-{first.isoformat()}_{last.isoformat()}"
     if (home / "prepared").exists():
         return home
@@ -177,9 +178,10 @@ def month_store(settings, first: date, last: date) -> Path:
         for part in view_dir.glob("date=*"):
             if first.isoformat() <= part.name.removeprefix("date=") <= last.isoformat():
                 dst = home / "data" / "offline" / view_dir.name / part.name
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if not dst.exists():
-                    dst.symlink_to(part, target_is_directory=True)
+                dst.mkdir(parents=True, exist_ok=True)
+                for f in part.glob("*.parquet"):
+                    if not (dst / f.name).exists():
+                        os.link(f, dst / f.name)
     env = {**os.environ, "FTI_HOME": str(home), "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "fti", "feast-apply"], env=env, cwd=ROOT, check=True,
                    capture_output=True)

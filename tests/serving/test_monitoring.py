@@ -101,8 +101,10 @@ def test_report_of_a_day_whose_labels_have_not_landed(champion):
     assert result["training_set"] == str(champion.snapshot)
     assert set(result["feature_psi"]) == _model_inputs(champion.model_dir)
     assert all(v >= 0 for v in result["feature_psi"].values())
+    assert set(result["ignored"]) == {"dep_dow_local", "dep_month_local"}
     assert result["drifted"] == sorted(
-        (c for c, v in result["feature_psi"].items() if v > s.drift_psi_threshold),
+        (c for c, v in result["feature_psi"].items()
+         if v > s.drift_psi_threshold and c not in result["ignored"]),
         key=lambda c: -result["feature_psi"][c],
     )
 
