@@ -24,9 +24,11 @@ while; ``--rebuild`` prepares it again):
    (``FTI_SPARK_MASTER``), timed once (session start apart) and compared with the DuckDB result.
 
 3. **Feast's file offline store**, ``FeatureStore.get_historical_features`` with the feature
-   service, on the first N rows of the spine for N = 1k, 2k, 4k, ... each in a child process
-   limited to ``--feast-memory-gib`` of address space and ``--feast-timeout`` seconds; the
-   largest N it completes is reported with its time and the project's time on the same rows.
+   service, on the first N rows of the spine for N = 100 (year's store) or 1k (January's),
+   doubling, each in a child process limited to ``--feast-memory-gib`` of address space and
+   ``--feast-timeout`` seconds; the largest N it completes is reported with its time and the
+   project's time on the same rows. First against the year's store, then against a store holding
+   only January (hard links to the same partition files, its own ``feast apply``): the demo's.
 
 4. **Training.** A snapshot of the year (time split: the last 14 days test, the 14 before
    validation) is trained with ``python -m training train`` on the CPU for ``--epochs`` epochs
