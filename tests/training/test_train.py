@@ -74,3 +74,23 @@ def test_entry_point_needs_no_platform_libraries(snapshot, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_fast_preprocessing_equals_the_per_column_form(snapshot):
+    """Serving's hot path (numpy per block) gives exactly the plain pandas form's tensors,
+    unknown categories, nulls and strings in numeric columns included."""
+    import torch
+
+    from training.model import Preprocessor
+
+    df = pd.read_parquet(snapshot)
+    pre = Preprocessor.fit(df[df["split"] == "train"])
+    odd = df.head(5).copy()
+    odd.loc[odd.index[0], "carrier"] = "ZZ"  # not in the vocabulary
+    odd.loc[odd.index[1], "plane_engine_type"] = None
+    odd["temp_f"] = odd["temp_f"].astype(object)
+    odd.loc[odd.index[2], "temp_f"] = "n/a"  # coerced to missing
+    for part in (df, df.head(1), odd, df.iloc[0:0]):
+        fast, plain = pre.transform(part), pre.transform_reference(part)
+        assert torch.equal(fast[0], plain[0]) and torch.equal(fast[1], plain[1])
+    assert pre.transform(odd)[0][0, pre.categorical.index("carrier")] == 0
