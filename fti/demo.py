@@ -293,6 +293,12 @@ def _serve_until_interrupted(settings: Settings) -> int:
     print("\nTry it:\n")
     print(f"  {curl_example(settings)}\n")
     print(f"  OpenAPI: {settings.service_url}/docs.json   metrics: {settings.service_url}/metrics")
+    import signal
+
+    def _stop(signum, frame):  # `kill` (SIGTERM) stops it as cleanly as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         if os.environ.get("DEMO_EXIT") == "1":
             return 0
@@ -304,4 +310,4 @@ def _serve_until_interrupted(settings: Settings) -> int:
         return 0
     finally:
         rollout.stop_local(settings)
-        print("service stopped")
+        print("service stopped", flush=True)

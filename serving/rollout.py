@@ -144,6 +144,11 @@ def stop_local(settings: Settings | None = None, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            # started by this process (a demo, a test): reap it, or it lingers as a zombie
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        try:
             os.killpg(pid, 0)
         except ProcessLookupError:
             break

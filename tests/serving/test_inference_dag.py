@@ -70,6 +70,50 @@ def test_inference_dag_deploys_scores_and_monitors(private_home, snapshot, serve
     assert len(rollout.history(s)) == 1
 
 
+def test_demo_serves_until_interrupted_then_stops_the_service(private_home, snapshot, served_model):
+    """The end of `make demo`: the live version is served until Ctrl-C (here SIGINT, then the
+    same with SIGTERM), and the service is stopped with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT, http
+
+    from fti.settings import settings_env
+    from serving import rollout
+
+    s = private_home
+    results = json.loads((served_model / "metrics.json").read_text())
+    _, version = registry.register(served_model, results, {"training_set.hash": snapshot.stem}, s)
+    registry.record_decision(str(version), gate.Decision(True, ["test"]), {}, s)
+    from serving import pipeline
+
+    pipeline.deploy(s)
+    rollout.stop_local(s)  # the demo's own process starts it again (ensure_running)
+    code = ("from fti.settings import get_settings; from fti.demo import _serve_until_interrupted; "
+            "from serving import rollout; s = get_settings(); rollout.ensure_running(s); "
+            "raise SystemExit(_serve_until_interrupted(s))")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True,
+                                env={**os.environ, **settings_env(s)},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        lines = []
+        for line in proc.stdout:  # until the demo says it keeps serving
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        assert any("curl -s -X POST" in line for line in lines), "".join(lines)
+        assert http("GET", f"{s.service_url}/readyz", timeout=10)[0] == 200
+        proc.send_signal(sig)
+        rest = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0 and "service stopped" in rest, rest
+        time.sleep(0.5)
+        with pytest.raises(OSError):
+            http("GET", f"{s.service_url}/healthz", timeout=3)
+
+
 def test_inference_dag_shape_and_the_drift_loop():
     from airflow.dag_processing.dagbag import DagBag
     from helpers import ROOT
