@@ -238,7 +238,8 @@ def feast_ladder(settings, spine, env, memory_gib: float, timeout: float, start:
         completed = res
         print(f"  feast file store: {n} rows in {res['seconds']:.1f} s "
               f"(returned {res['rows']}; ours {res['ours_seconds']:.2f} s)", flush=True)
-        n *= 2
+        # doubling, and the whole spine as the last size
+        n = len(spine) if n < len(spine) < 2 * n else 2 * n
     return {"largest_completed": completed, "stopped_at": failure,
             "memory_limit_gib": memory_gib, "timeout_s": timeout}
 
