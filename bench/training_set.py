@@ -191,7 +191,7 @@ def month_store(settings, first: date, last: date) -> Path:
     return home
 
 
-def feast_child(n: int, home: str) -> None:
+def feast_child(n: int) -> None:
     """Child process: Feast's get_historical_features on the first n spine rows; prints seconds."""
     from fti import featurestore
     from fti.settings import get_settings
@@ -219,7 +219,7 @@ def feast_ladder(settings, spine, env, memory_gib: float, timeout: float, start:
         code = (
             f"import resource,sys; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
             f"sys.path.insert(0, {str(ROOT)!r}); from bench.training_set import feast_child; "
-            f"feast_child({n}, '')"
+            f"feast_child({n})"
         )
         try:
             proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

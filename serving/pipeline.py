@@ -57,10 +57,9 @@ def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = No
     if not scored.get("day"):
         return {"drifted": []}
     result = monitoring.monitor_day(scored["day"], run_id, settings)
+    out = {k: result[k] for k in ("day", "drifted", "feature_psi", "prediction_psi", "report", "labels")}
     previous = batch._day(scored["day"]) - timedelta(days=1)
     if batch.predictions_path(settings, previous).exists():
         earlier = monitoring.monitor_day(previous, run_id, settings)
-        result["previous_day"] = {"day": earlier["day"], "performance": earlier["performance"]}
-    return {k: result[k] for k in ("day", "drifted", "feature_psi", "prediction_psi", "report",
-                                   "labels") if k in result} | (
-        {"previous_day": result["previous_day"]} if "previous_day" in result else {})
+        out["previous_day"] = {"day": earlier["day"], "performance": earlier["performance"]}
+    return out

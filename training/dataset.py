@@ -128,11 +128,15 @@ def point_in_time_join(spine: pd.DataFrame, settings: Settings | None = None) ->
         out = out.merge(part, on="_row", how="left", validate="one_to_one")
     con.close()
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
+    return _add_on_demand(out, odfvs)
+
+
+def _add_on_demand(out: pd.DataFrame, odfvs: list) -> pd.DataFrame:
+    """The on-demand features, computed by Feast's own transformation of the joined rows."""
     for odfv, proj in odfvs:
-        wanted = [f.name for f in proj.features]
         transformed = odfv.feature_transformation.transform(out)
-        for name in wanted:
-            out[name] = transformed[name].values
+        for f in proj.features:
+            out[f.name] = transformed[f.name].values
     return out
 
 
@@ -187,11 +191,7 @@ def point_in_time_join_spark(spine: pd.DataFrame, settings: Settings | None = No
         part[ts_col] = _utc(part[ts_col])
         out = out.merge(part, on="_row", how="left", validate="one_to_one")
     out = out.sort_values("_row").drop(columns="_row").reset_index(drop=True)
-    for odfv, proj in odfvs:
-        transformed = odfv.feature_transformation.transform(out)
-        for f in proj.features:
-            out[f.name] = transformed[f.name].values
-    return out
+    return _add_on_demand(out, odfvs)
 
 
 def _utc(col: pd.Series) -> pd.Series:

@@ -76,6 +76,7 @@ def test_training_killed_while_logging_leaves_no_version(snapshot, tmp_path, loc
 def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path, local_mlflow):
     """`make up` runs `python -m fti mlflow-ui --watch <airflow's pid>`: the UI serves the
     embedded store, and goes away (its whole process group) when the watched process ends."""
+    import os
     import subprocess
     import sys
     import time
@@ -89,7 +90,7 @@ def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path,
     registry.record_decision(v1, gate.Decision(True, ["no champion yet"]), {}, s)
     port = free_port()
     watched = subprocess.Popen(["sleep", "600"])
-    env = {**__import__("os").environ, "FTI_HOME": str(s.home), "FTI_MLFLOW_UI_PORT": str(port)}
+    env = {**os.environ, "FTI_HOME": str(s.home), "FTI_MLFLOW_UI_PORT": str(port)}
     ui = subprocess.Popen([sys.executable, "-m", "fti", "mlflow-ui", "--watch", str(watched.pid)],
                           env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/get?name={s.model_name}"
