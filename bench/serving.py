@@ -648,6 +648,7 @@ def child_breakdown(spec_path: Path) -> None:
     spec_fs = features.service_spec(store)
     fs = store.get_feature_service(FEATURE_SERVICE)
     answers = TypeAdapter(list[svc.Prediction])
+    loop = asyncio.new_event_loop()  # predict is async: one loop for every call, as a worker has
 
     def forward(cats, nums):
         with torch.inference_mode():
@@ -682,7 +683,8 @@ def child_breakdown(spec_path: Path) -> None:
                                impl.model.preprocessor.transform, df)
             clock("  model forward (torch, inference_mode)", forward, cats, nums)
             clock("predict_proba (all of it)", impl.model.predict_proba, df)
-            result = clock("service.predict (all but validation and JSON)", impl.predict, req)
+            result = clock("service.predict (all but validation and JSON)",
+                           lambda r: loop.run_until_complete(impl.predict(r)), req)
             clock("JSON encoding of the answers", answers.dump_json, result)
             entity_rows = {
                 "carrier": [f["carrier"] for f in dicts], "origin": [f["origin"] for f in dicts],

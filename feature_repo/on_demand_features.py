@@ -37,9 +37,16 @@ departure_request = RequestSource(
     tags={"pipeline": "feature", "kind": "on-demand"},
 )
 def departure_time_features(inputs: pd.DataFrame) -> pd.DataFrame:
-    local = pd.to_datetime(inputs["sched_dep_ts"], utc=True).dt.tz_convert("America/New_York")
-    out = pd.DataFrame(index=inputs.index)
-    out["dep_hour_local"] = local.dt.hour.astype("int64")
-    out["dep_dow_local"] = local.dt.dayofweek.astype("int64")
-    out["dep_month_local"] = local.dt.month.astype("int64")
-    return out
+    # DatetimeIndex fields are arrays: several times cheaper than Series.dt per call, which
+    # matters online (this runs in every /predict)
+    local = pd.DatetimeIndex(pd.to_datetime(inputs["sched_dep_ts"], utc=True)).tz_convert(
+        "America/New_York"
+    )
+    return pd.DataFrame(
+        {
+            "dep_hour_local": local.hour.astype("int64"),
+            "dep_dow_local": local.dayofweek.astype("int64"),
+            "dep_month_local": local.month.astype("int64"),
+        },
+        index=inputs.index,
+    )
