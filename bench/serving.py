@@ -635,6 +635,7 @@ def child_breakdown(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     flights = spec["flights"]
     os.environ["FTI_SERVING_MODEL_DIR"] = spec["model_dir"]
+    import pandas as pd
     import torch
     from pydantic import TypeAdapter
 
@@ -670,13 +671,16 @@ def child_breakdown(spec_path: Path) -> None:
             req = clock("validate request", svc.PredictRequest.model_validate_json, body)
             rows = [req.root] if isinstance(req.root, svc.Flight) else list(req.root)
             dicts = [f.model_dump() for f in rows]
-            frame = clock("  flights frame (_flights_frame)", features._flights_frame, dicts,
-                          settings)
-            clock("  feast lookup (_lookup: resolved feature list)", features._lookup, store,
-                  spec_fs, frame, settings)
+            lookup = clock("  flights as columns, clock, spec (_Request.of)", features._Request.of,
+                           dicts, settings, store, None)
+            read = clock("  feast lookup + reading its response (_lookup)", features._lookup,
+                         lookup)
+            clock("  TTL rule and the frame (_assemble, incl. on-demand)", features._assemble,
+                  lookup, *read)
+            request = pd.DataFrame({"sched_dep_ts": lookup.cols["sched_dep_ts"]})
             for odfv, _ in spec_fs.on_demand:
-                clock("  on-demand transformation", odfv.feature_transformation.transform,
-                      frame[["sched_dep_ts"]])
+                clock("    on-demand transformation", odfv.feature_transformation.transform,
+                      request)
             df = clock("online_features (all of it: + TTL rule, frame)",
                        features.online_features, dicts, settings, store)
             cats, nums = clock("  preprocessing (Preprocessor.transform)",
