@@ -38,15 +38,17 @@ keeps it) and, for the Redis half, its own throwaway ``redis-server`` on a free 
    next request as soon as the answer arrived: a closed loop). Bodies are built beforehand and
    cycled: single flights one after another over the day, batches as windows of the day's
    flights starting every 16 flights. Each cell is ``--warmup`` seconds of requests (not
-   counted) then ``--duration`` seconds timed; the cells of the two servers are interleaved
-   (ours, feast, ours, ...) so that noise on the shared machine hits both alike. Reported per
+   counted) then ``--duration`` seconds timed, split into ``--rounds`` slices (default 5) that
+   alternate between the servers (ours feast, feast ours, ...): the load of a shared machine
+   drifts within seconds, and slices make both servers meet the same drift. Reported per
    cell: requests, p50/p95/p99 latency (client side: from writing the request to reading the
    whole answer, so it includes HTTP, JSON and the client's own turn on the event loop),
    requests/s and flights/s over the timed window, non-200 answers, and the ratio of p99s
    ours/feast (the project's target: <= 1.0 at every batch size: the full prediction no
    slower at p99 than Feast's server doing the lookup alone). For ours also the mean inside
    the app per request (the ``fti_predict_latency_seconds`` histogram of ``/metrics``,
-   scraped before and after the cell), so that the time spent outside the handler shows.
+   scraped before and after the cell, warm-up included), so that the time spent outside the
+   handler shows.
 
    The load generator is this process: stdlib ``asyncio`` (uvloop when installed), a minimal
    HTTP/1.1 client over raw streams, with the garbage collector off during a cell. Client,
@@ -143,6 +145,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None, help="timed seconds per cell (default 10)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per cell (default 2)")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 s cells, 0.5 s warm-up")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="alternating slices per cell (default 5; --quick 2)")
     p.add_argument("--skip-breakdown", action="store_true", help="leave out the in-process breakdown")
     p.add_argument("--home", type=Path, default=None,
                    help="FTI_HOME to use (kept); default: a fresh temporary directory")
@@ -156,6 +160,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.concurrency = args.concurrency or [1, 16]
     if args.duration is None:
         args.duration = 2.0 if args.quick else 10.0
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 5
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 2.0
     args.stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -481,16 +487,34 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def run_cell(port: int, path: str, bodies: list[bytes], batch: int, concurrency: int,
-             warmup: float, duration: float) -> dict:
-    requests = itertools.cycle([_request(path, port, b) for b in bodies])
+def run_cells(targets: dict[str, tuple[int, str, list[bytes]]], batch: int, concurrency: int,
+              warmup: float, duration: float, rounds: int) -> dict[str, dict]:
+    """Each target (name -> port, path, bodies) for ``duration`` seconds in all, in ``rounds``
+    alternating slices (A B, B A, A B, ...): on a shared machine the load drifts within seconds,
+    and slices make both servers meet the same drift, so their ratio holds steadier than two
+    back-to-back runs give it."""
+    streams = {name: itertools.cycle([_request(path, port, b) for b in bodies])
+               for name, (port, path, bodies) in targets.items()}
+    got: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in targets}
+    names = list(targets)
     gc.collect()
     gc.disable()
     try:
-        asyncio.run(_phase(port, requests, concurrency, warmup))
-        lat, errors, wall = asyncio.run(_phase(port, requests, concurrency, duration))
+        for name in names:
+            asyncio.run(_phase(targets[name][0], streams[name], concurrency, warmup))
+        for r in range(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                lat, errors, wall = asyncio.run(
+                    _phase(targets[name][0], streams[name], concurrency, duration / rounds))
+                got[name][0].extend(lat)
+                got[name][1].extend(errors)
+                got[name][2].append(wall)
     finally:
         gc.enable()
+    return {name: _summary(lat, errors, sum(walls), batch) for name, (lat, errors, walls) in got.items()}
+
+
+def _summary(lat: list[float], errors: list, wall: float, batch: int) -> dict:
     lat.sort()
     n = len(lat)
     return {
@@ -595,17 +619,14 @@ def bench_store(store: str, home: Path, prep: dict, redis_port: int | None, args
             ours_bodies, feast_bodies = build_bodies(flights, batch)
             for conc in args.concurrency:
                 cell = {"batch": batch, "concurrency": conc, "distinct_bodies": len(ours_bodies)}
-                for name, bodies in (("ours", ours_bodies), ("feast", feast_bodies)):
-                    srv = servers[name]
-                    before = _metric_sums(srv["url"], "fti_predict_latency_seconds") \
-                        if name == "ours" else None
-                    res = run_cell(srv["port"], srv["path"], bodies, batch, conc,
-                                   args.warmup, args.duration)
-                    if before is not None:
-                        after = _metric_sums(srv["url"], "fti_predict_latency_seconds")
-                        n = after[1] - before[1]
-                        res["app_mean_ms"] = round((after[0] - before[0]) / n * 1e3, 3) if n else None
-                    cell[name] = res
+                before = _metric_sums(servers["ours"]["url"], "fti_predict_latency_seconds")
+                cell.update(run_cells(
+                    {"ours": (servers["ours"]["port"], servers["ours"]["path"], ours_bodies),
+                     "feast": (servers["feast"]["port"], servers["feast"]["path"], feast_bodies)},
+                    batch, conc, args.warmup, args.duration, args.rounds))
+                after = _metric_sums(servers["ours"]["url"], "fti_predict_latency_seconds")
+                n = after[1] - before[1]  # warm-up requests included
+                cell["ours"]["app_mean_ms"] = round((after[0] - before[0]) / n * 1e3, 3) if n else None
                 cell["p99_ratio"] = round(cell["ours"]["p99_ms"] / cell["feast"]["p99_ms"], 3)
                 cell["p50_ratio"] = round(cell["ours"]["p50_ms"] / cell["feast"]["p50_ms"], 3)
                 cells.append(cell)
