@@ -150,6 +150,19 @@ class Settings(BaseSettings):
         "they cross any threshold by construction.",
     )
 
+    # --- the platform page in the Airflow UI (plugins/fti_platform.py) -------------------------
+    feature_freshness_hours: float = Field(
+        default=25.0, gt=0,
+        description="A feature view whose last materialized interval ended longer ago than "
+        "this is shown stale (a daily pipeline: a day plus an hour for the run). 'Now' is the "
+        "service's clock: with serving_clock=replay, the end of the latest materialized interval.",
+    )
+    status_timeout_s: float = Field(
+        default=0.8, gt=0, le=30,
+        description="Each section of the platform page is read within this many seconds or "
+        "shown unavailable, so the page answers within a second even when a store is down.",
+    )
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_home: Path | None = Field(default=None, description="Defaults to HOME/airflow.")
     airflow_database_url: SecretStr | None = Field(
