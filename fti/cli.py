@@ -103,6 +103,14 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     if args.watch is None:
         os.execv(cmd[0], cmd)
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+
+    def _stop(signum, _frame):
+        # killed with its process group (a supervisor's SIGTERM, a closed terminal's SIGHUP):
+        # the server runs in a group of its own, so stop it on the way out
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         while proc.poll() is None and _alive(args.watch):
             time.sleep(1)

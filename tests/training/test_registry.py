@@ -73,10 +73,13 @@ def test_training_killed_while_logging_leaves_no_version(snapshot, tmp_path, loc
     assert registry.champion(s) is None
 
 
-def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path, local_mlflow):
+@pytest.mark.parametrize("end", ["airflow ends", "watcher terminated"])
+def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path, local_mlflow, end):
     """`make up` runs `python -m fti mlflow-ui --watch <airflow's pid>`: the UI serves the
-    embedded store, and goes away (its whole process group) when the watched process ends."""
+    embedded store, and goes away (its whole process group) when the watched process ends, or
+    when the watcher itself is terminated (`make up`'s process group killed as a whole)."""
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -108,6 +111,8 @@ def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path,
         assert model["name"] == s.model_name
         assert {"alias": "champion", "version": str(v1)} in model["aliases"]
     finally:
+        if end == "watcher terminated":
+            ui.send_signal(signal.SIGTERM)
         watched.kill()
         watched.wait()
     ui.wait(timeout=60)  # the watcher stops the server, then exits itself
