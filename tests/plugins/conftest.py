@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import free_port
 
 from fti.settings import get_settings
 
@@ -74,8 +75,12 @@ def platform(two_days, snapshot, tmp_path_factory):
                         home / "reports" / "validation" / boundary)
     shutil.copy(snapshot, data / "training_sets" / snapshot.name)
 
+    # its own port too: the service started here serves until the session ends, beside the
+    # services the other tests start on the session's port
     env = {"FTI_HOME": str(home), "FTI_DATA_ROOT": str(data),
-           "FTI_AIRFLOW_HOME": str(base.airflow_dir)}
+           "FTI_AIRFLOW_HOME": str(base.airflow_dir), "FTI_SERVING_PORT": str(free_port())}
+    # the variables hold while the platform is built and, through platform_env, inside the
+    # tests that use it; never for the rest of the session's tests
     mp = pytest.MonkeyPatch()
     for k, v in env.items():
         mp.setenv(k, v)
@@ -104,13 +109,32 @@ def platform(two_days, snapshot, tmp_path_factory):
 
         stale = _materialize_ahead(s, days=2)
         failed = _fail_raw_validation(base, s)
-        yield SimpleNamespace(settings=s, env=env, stale_view=STALE_VIEW, home=home, champion=str(champion),
-                              rejected=str(rejected), inference=i, stale=stale, failed=failed,
-                              labelled=labelled.isoformat(), results=results)
+        built = SimpleNamespace(settings=s, env=env, stale_view=STALE_VIEW, home=home,
+                                champion=str(champion), rejected=str(rejected), inference=i,
+                                stale=stale, failed=failed, labelled=labelled.isoformat(),
+                                results=results)
+    except BaseException:
+        rollout.stop_local(s)
+        raise
     finally:
-        rollout.stop_local(get_settings())
         mp.undo()
         get_settings.cache_clear()
+    try:
+        yield built
+    finally:
+        rollout.stop_local(s)
+
+
+@pytest.fixture(autouse=True)
+def platform_env(request, monkeypatch):
+    """Inside a test that uses ``platform``: its variables (the page reads the settings on
+    every request); other tests keep the session's."""
+    if "platform" in request.fixturenames:
+        for k, v in request.getfixturevalue("platform").env.items():
+            monkeypatch.setenv(k, v)
+        get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
