@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1su
 AIRFLOW_ENV = eval "$$($(PY) -m fti env)" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 DAYS ?= 2013-01-01..2013-01-31
 
-.PHONY: help install init demo up test lint clean bench rollback
+.PHONY: help install init demo up test lint clean bench rollback \
+	stack-env stack-wheels stack-base stack-build stack-up stack-down stack-test stack-bench
 
 help:
 	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), train once, print a summary"
@@ -19,6 +20,11 @@ help:
 	@echo "make rollback  restore the previously live model version of the local service"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"
 	@echo "make clean   remove all local state (.fti/)"
+	@echo "make stack-env    write .env with generated secrets for docker-compose.yml (kept if present)"
+	@echo "make stack-build  build the images (docker/); stand-ins for the base images without a registry"
+	@echo "make stack-up     start the compose stack and wait until every service is healthy"
+	@echo "make stack-down   stop the compose stack and remove its volumes"
+	@echo "make stack-test   the stack's tests (tests/stack): build, up, drive F -> T -> I, down"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,3 +60,34 @@ bench: install
 
 clean:
 	rm -rf .fti
+
+# --- the compose stack (docker-compose.yml, docker/, docs/deploy.md) -------------------------
+STACK := python3 docker/stack.py
+
+stack-env:
+	@python3 docker/stack_env.py
+
+# the lock's wheels as pip picks them here (torch's CPU build), for builds without an index;
+# async-timeout: redis needs it on Python < 3.11.3 (Debian's 3.11.2 in the stand-in base)
+stack-wheels: install
+	@ls docker/wheels/torch-*.whl >/dev/null 2>&1 || { \
+		$(PY) -m pip download -q -c constraints.txt -d docker/wheels . 2>&1 | grep -v '^WARNING' ; \
+		$(PY) -m pip download -q --no-deps -d docker/wheels 'async-timeout>=4.0.3' 2>&1 | grep -v '^WARNING' ; true; }
+
+stack-base:
+	@$(STACK) base
+
+stack-build: stack-wheels stack-base
+	@$(STACK) build
+
+stack-up: stack-env
+	@$(STACK) up
+
+stack-down:
+	@$(STACK) down
+
+stack-test: install
+	$(PY) -m pytest -m stack tests/stack
+
+stack-bench: install
+	$(PY) bench/stack.py

@@ -114,10 +114,20 @@ class Settings(BaseSettings):
     training_validation_days: int = Field(default=3, description="Validation: N days before it.")
 
     # --- inference: the BentoML service, batch scoring, monitoring --------------------------
-    serving_runtime: Literal["local", "kubernetes"] = Field(
+    serving_runtime: Literal["local", "kubernetes", "compose"] = Field(
         default="local",
         description="local: the service as a local process on SERVING_PORT; kubernetes: "
-        "Deployment and Service manifests for the serving image.",
+        "Deployment and Service manifests for the serving image; compose: the serving container "
+        "of docker-compose.yml follows the champion alias itself, and deploy waits until "
+        "SERVING_URL answers with the champion's version.",
+    )
+    serving_poll_s: float = Field(
+        default=10.0,
+        description="compose runtime: how often the serving container checks the champion alias.",
+    )
+    serving_deploy_timeout_s: float = Field(
+        default=300.0,
+        description="compose runtime: how long deploy waits for the service to serve the champion.",
     )
     serving_host: str = "127.0.0.1"
     serving_port: int = 3000

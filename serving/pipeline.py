@@ -33,6 +33,10 @@ def deploy(settings: Settings | None = None) -> dict:
         log.info("model version %s is already live on %s", version, settings.service_url)
         return {"model_version": version, "bento": current["bento"], "changed": False,
                 "url": settings.service_url}
+    if settings.serving_runtime == "compose":
+        # the serving container stages and serves the champion itself: nothing to build here
+        changed = not (current and current["model_version"] == version)
+        return {**rollout.await_served(version, settings), "changed": changed}
     model_dir = served.stage_champion(settings)
     return {**rollout.rollout(model_dir, version, settings), "changed": True}
 

@@ -266,8 +266,11 @@ def _switch(tag: str, settings: Settings) -> str | None:
 
 def rollout(model_dir: Path, version: str, settings: Settings | None = None) -> dict:
     """Build the Bento of ``version`` and make it the live service (embedded runtime), or render
-    its manifests (kubernetes runtime). Raises ``RolloutFailed`` after rolling back."""
+    its manifests (kubernetes runtime), or wait for the serving container to serve it (compose
+    runtime). Raises ``RolloutFailed`` after rolling back."""
     settings = settings or get_settings()
+    if settings.serving_runtime == "compose":
+        return await_served(version, settings)
     tag = build_bento(model_dir, version, settings)
     if settings.serving_runtime == "kubernetes":
         path = write_manifests(tag, version, settings)
@@ -298,6 +301,13 @@ def rollout(model_dir: Path, version: str, settings: Settings | None = None) -> 
 def rollback(settings: Settings | None = None) -> dict:
     """Make the version live before the current one live again (a new history entry)."""
     settings = settings or get_settings()
+    if settings.serving_runtime != "local":
+        raise RolloutFailed(
+            f"rollback restarts the local service; with FTI_SERVING_RUNTIME="
+            f"{settings.serving_runtime} move the registry's 'champion' alias of "
+            f"{settings.model_name!r} back to the earlier version instead (the serving container, "
+            "or the cluster's CD, follows it)"
+        )
     entries = history(settings)
     current = entries[-1] if entries else None
     earlier = [e for e in entries[:-1] if current is None or e["bento"] != current["bento"]]
@@ -399,3 +409,190 @@ def write_manifests(tag: str, version: str, settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return path
+
+
+# ---------------------------------------------------------------- compose: the serving container
+
+
+def predict_one(settings: Settings, flight: dict, timeout: float = 30) -> dict:
+    """POST one flight to ``service_url``/predict; its one prediction (raises on any failure)."""
+    req = urllib.request.Request(f"{settings.service_url}/predict", method="POST",
+                                 data=json.dumps(flight).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())[0]
+
+
+def await_served(version: str, settings: Settings) -> dict:
+    """Compose runtime: wait until the service at ``service_url`` answers a real flight with model
+    ``version`` (the serving container follows the champion alias by itself, see
+    :func:`supervise`); record it in the live history. Raises ``RolloutFailed`` after
+    ``serving_deploy_timeout_s``; the container keeps serving what it served before."""
+    flight = smoke_flight(settings)
+    deadline = time.monotonic() + settings.serving_deploy_timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            got = predict_one(settings, flight)
+            served_version = str(got.get("model_version"))
+            p = float(got["delay_probability"])
+            if served_version == str(version) and 0.0 <= p <= 1.0:
+                break
+            last = f"it serves model version {served_version}"
+        except urllib.error.HTTPError as e:
+            last = f"/predict answered {e.code}: {e.read()[:300].decode(errors='replace')}"
+        except (OSError, KeyError, IndexError, TypeError, ValueError) as e:
+            last = f"/predict failed: {e}"
+        time.sleep(2)
+    else:
+        raise RolloutFailed(f"{settings.service_url} did not serve model version {version} within "
+                            f"{settings.serving_deploy_timeout_s:.0f} s: {last}")
+    entries = history(settings)
+    if not (entries and entries[-1]["until"] is None and entries[-1]["model_version"] == str(version)):
+        now = _now()
+        if entries and entries[-1]["until"] is None:
+            entries[-1]["until"] = now
+        entries.append({"model_version": str(version), "bento": None, "from": now, "until": None})
+        _record(settings, entries)
+    log.info("model version %s is live on %s", version, settings.service_url)
+    return {"bento": None, "model_version": str(version), "url": settings.service_url}
+
+
+class _Server:
+    """``bentoml serve`` of the service on one model directory, as a child process."""
+
+    def __init__(self, settings: Settings, model_dir: Path | None, version: str | None):
+        self.model_dir, self.version = model_dir, version
+        env = {**os.environ, **settings_env(settings), "BENTOML_DO_NOT_TRACK": "True"}
+        if model_dir is not None:
+            env["FTI_SERVING_MODEL_DIR"] = str(model_dir)
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("bentoml")), "serve", SERVICE,
+             "--host", settings.serving_host, "--port", str(settings.serving_port)],
+            env=env, cwd=PROJECT_ROOT,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _loads_model(settings: Settings, server: _Server, timeout: float = 180) -> str | None:
+    """None once the server answers /readyz without a model problem (an unreachable online
+    store is the store's problem, not the model's), else why not."""
+    url = f"http://127.0.0.1:{settings.serving_port}/readyz"
+    deadline, last = time.monotonic() + timeout, "no answer"
+    while time.monotonic() < deadline:
+        if not server.alive():
+            return f"the server exited with {server.proc.returncode}"
+        try:
+            status, body = _get(url)
+            text = body[:300].decode(errors="replace")
+            last = f"/readyz {status}: {text}"
+            if status == 200:
+                return None
+            if "no model loaded" in text:
+                return last
+            if "not ready:" in text:  # the service's own reasons, none of them the model
+                return None
+        except OSError as e:
+            last = f"no answer ({e})"
+        time.sleep(1)
+    return f"not up after {timeout:.0f} s: {last}"
+
+
+def supervise(settings: Settings | None = None) -> int:
+    """The serving container's entry point (``python -m serving.rollout supervise``).
+
+    Serves ``FTI_SERVING_MODEL_DIR`` when set; otherwise the registry's champion: it starts
+    the service (unready, saying why, while there is no champion), checks the ``champion``
+    alias every ``serving_poll_s`` seconds, and when the alias names another version it stages
+    that version and restarts the server on it. A version whose server does not come up with
+    its model is abandoned for the one served before. The container never needs the Docker
+    socket, and Airflow never needs access to the container: the registry is the interface.
+    A server that exits is started again; SIGTERM stops it and the supervisor.
+    """
+    from serving import model as served
+    from training import registry
+
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s supervise: %(message)s")
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    pinned = settings.serving_model_dir
+
+    def champion_version() -> str | None:
+        try:
+            found = registry.champion(settings)
+        except Exception as err:  # registry down: keep serving what is served
+            log.warning("registry unreachable (%s): keeping the served model", type(err).__name__)
+            return None
+        return None if found is None else str(found.version)
+
+    if pinned is not None:
+        server = _Server(settings, pinned, served.read_version(pinned))
+    else:
+        first = champion_version()
+        model_dir = None
+        if first is not None:
+            try:
+                model_dir = served.stage_champion(settings)
+                first = served.read_version(model_dir)
+            except Exception as err:
+                log.error("staging champion version %s failed: %s", first, err)
+                first = None
+        # without a champion the service starts unready and says why on /readyz
+        server = _Server(settings, model_dir, first)
+    last_check = time.monotonic()
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            if not server.alive():
+                log.warning("server exited with %s: starting it again", server.proc.returncode)
+                server = _Server(settings, server.model_dir, server.version)
+                continue
+            if pinned is not None or time.monotonic() - last_check < settings.serving_poll_s:
+                continue
+            last_check = time.monotonic()
+            version = champion_version()
+            if version is None or version == server.version:
+                continue
+            try:
+                model_dir = served.stage_champion(settings)
+            except Exception as err:
+                log.error("staging champion version %s failed: %s", version, err)
+                continue
+            # the alias may have moved again meanwhile: the staged directory says what it holds
+            version = served.read_version(model_dir)
+            log.info("champion is version %s (serving %s): restarting on it", version, server.version)
+            previous = server
+            previous.stop()
+            server = _Server(settings, model_dir, version)
+            why = _loads_model(settings, server)
+            if why is not None:
+                log.error("version %s did not come up (%s): back to version %s", version, why,
+                          previous.version)
+                server.stop()
+                server = _Server(settings, previous.model_dir, previous.version)
+                # do not try the same version again until the alias moves
+                server.version = previous.version
+                failed = version
+                while not stopping and champion_version() == failed:
+                    time.sleep(settings.serving_poll_s)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["supervise"]:
+        raise SystemExit("usage: python -m serving.rollout supervise")
+    raise SystemExit(supervise())
