@@ -61,6 +61,11 @@ class ServiceSpec:
         return cols
 
     @functools.cached_property
+    def entity_keys(self) -> list[str]:
+        """The join keys of every view, sorted: the columns of one online lookup."""
+        return sorted({k for v in self.views for k in v.keys})
+
+    @functools.cached_property
     def feature_refs(self) -> list[str]:
         """'view:feature' of every batch-view feature: the service's online lookup, without
         Feast rebuilding the service from the registry on every call."""
@@ -281,15 +286,6 @@ def _utc_index(micros: np.ndarray, valid: np.ndarray | None = None):
     return pd.DatetimeIndex(stamps).tz_localize("UTC")
 
 
-def _flights_frame(flights, settings: Settings) -> pd.DataFrame:
-    """The flights as a frame, sched_dep_ts in UTC (microseconds)."""
-    import pandas as pd
-
-    cols, micros = _flights_columns(flights, settings)
-    cols["sched_dep_ts"] = _utc_index(micros)
-    return pd.DataFrame(cols)
-
-
 def flight_id(df: pd.DataFrame, tz: str = "America/New_York") -> list[str]:
     """The feature pipeline's flight key, 'YYYYMMDD-<carrier><number>-<origin>-<hhmm>' (local
     date and time), for frames with a ``flight`` number column."""
@@ -435,8 +431,7 @@ def _typed(raw: list, fresh: np.ndarray, dtype: str):
 def _entities(req: _Request) -> dict[str, list]:
     import pandas as pd
 
-    keys = sorted({k for v in req.spec.views for k in v.keys})
-    return {k: [None if pd.isna(v) else str(v) for v in req.cols[k]] for k in keys}
+    return {k: [None if pd.isna(v) else str(v) for v in req.cols[k]] for k in req.spec.entity_keys}
 
 
 def _lookup(req: _Request):

@@ -33,8 +33,15 @@ def departure_time_features():
 NY = ZoneInfo("America/New_York")
 
 
+def _flights_frame(flights, settings) -> pd.DataFrame:
+    """The flights as the online path holds them, as a frame: their columns, sched_dep_ts in UTC."""
+    cols, micros = features._flights_columns(flights, settings)
+    cols["sched_dep_ts"] = features._utc_index(micros)
+    return pd.DataFrame(cols)
+
+
 def _utc(values) -> list[pd.Timestamp]:
-    frame = features._flights_frame(
+    frame = _flights_frame(
         [{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1", "sched_dep_ts": v}
          for v in values],
         get_settings(),
@@ -76,18 +83,18 @@ def test_frames_keep_their_columns_and_order():
         "dest": ["IAH", "MIA"], "tailnum": ["N1", None],
         "sched_dep_ts": pd.to_datetime(["2013-01-03T10:15:00Z", "2013-01-03T11:00:00Z"]),
     })
-    out = features._flights_frame(frame, get_settings())
+    out = _flights_frame(frame, get_settings())
     assert list(out.columns) == list(frame.columns)
     assert out["flight_id"].tolist() == ["a", "b"] and out["tailnum"].tolist() == ["N1", None]
     assert (out["sched_dep_ts"] == frame["sched_dep_ts"]).all()
     # a naive datetime64 column is New York time, like naive values
     naive = frame.assign(sched_dep_ts=pd.to_datetime(["2013-01-03 05:15", "2013-01-03 06:00"]))
-    assert (features._flights_frame(naive, get_settings())["sched_dep_ts"] == frame["sched_dep_ts"]).all()
+    assert (_flights_frame(naive, get_settings())["sched_dep_ts"] == frame["sched_dep_ts"]).all()
 
 
 def test_bad_flights_are_named():
     with pytest.raises(ValueError, match="lack column.*sched_dep_ts"):
-        features._flights_frame([{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1"}],
+        _flights_frame([{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1"}],
                                 get_settings())
     with pytest.raises(ValueError, match="sched_dep_ts: not a time: 42"):
         _utc([42])
