@@ -15,7 +15,8 @@ DAYS ?= 2013-01-01..2013-01-31
 
 help:
 	@echo "make demo    install if needed, initialise Airflow and Feast, run the feature pipeline for $(DAYS), train once, print a summary"
-	@echo "make test    install if needed, run the whole test suite"
+	@echo "make test    install if needed, lint, run the whole test suite"
+	@echo "make lint    ruff (rules, docstrings, format) and the import contracts of the layers"
 	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080, MLflow UI on :5000"
 	@echo "make rollback  restore the previously live model version of the local service"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"
@@ -46,11 +47,15 @@ demo: init
 up: init
 	@$(AIRFLOW_ENV) && ($(PY) -m fti mlflow-ui --watch $$$$ &) && ($(PY) -m fti login &) && exec airflow standalone
 
-test: install
+test: install lint
 	$(PY) -m pytest
 
+# ruff (rules and docstrings of public functions), ruff's formatter, and the import contracts
+# of pyproject.toml (the layers: applications -> pipelines -> ground)
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 rollback: install
 	@$(PY) -m fti rollback

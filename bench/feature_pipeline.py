@@ -78,7 +78,12 @@ QUICK = {
 }
 
 #: state locations a caller may have set for their own .fti; the benchmark's state is its own
-_LOCATION_VARS = ("FTI_DATA_ROOT", "FTI_FEAST_REGISTRY", "FTI_AIRFLOW_HOME", "FTI_AIRFLOW_DATABASE_URL")
+_LOCATION_VARS = (
+    "FTI_DATA_ROOT",
+    "FTI_FEAST_REGISTRY",
+    "FTI_AIRFLOW_HOME",
+    "FTI_AIRFLOW_DATABASE_URL",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -91,18 +96,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "backfill scaling. Prints figures; asserts nothing.",
     )
     p.add_argument("--parse-repeats", type=int, default=None, help="runs per DAG file (default 5)")
-    p.add_argument("--day", type=date.fromisoformat, default=date(2013, 1, 2),
-                   help="the day broken down step by step (default %(default)s)")
+    p.add_argument(
+        "--day",
+        type=date.fromisoformat,
+        default=date(2013, 1, 2),
+        help="the day broken down step by step (default %(default)s)",
+    )
     p.add_argument("--short-start", type=date.fromisoformat, default=date(2013, 2, 1))
     p.add_argument("--short-days", type=int, default=None, help="default 7")
     p.add_argument("--long-start", type=date.fromisoformat, default=date(2013, 3, 1))
     p.add_argument("--long-days", type=int, default=None, help="default 31")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: parse repeats 2, short range 2 days, long range 3 days")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: parse repeats 2, short range 2 days, long range 3 days",
+    )
     p.add_argument("--skip-parse", action="store_true", help="leave out the DAG parse section")
     p.add_argument("--skip-backfill", action="store_true", help="leave out the backfill section")
-    p.add_argument("--home", type=Path, default=None,
-                   help="FTI_HOME to use (kept); default: a fresh temporary directory")
+    p.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="FTI_HOME to use (kept); default: a fresh temporary directory",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary FTI_HOME afterwards")
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     args = p.parse_args(argv)
@@ -137,11 +153,12 @@ def _share(part: float, total: float) -> str:
 def _raw_rows(settings, table: str, first: date, last: date) -> int:
     import pyarrow.parquet as pq
 
-    from feature_repo.jobs import land
+    from fti.ground import files
+    from fti.ground.dates import iter_days
 
     return sum(
-        pq.ParquetFile(land.partition_path(settings.raw_dir, table, d)).metadata.num_rows
-        for d in land.iter_days(first, last)
+        pq.ParquetFile(files.day_partition(settings.raw_dir, table, d)).metadata.num_rows
+        for d in iter_days(first, last)
     )
 
 
@@ -149,7 +166,11 @@ def _airflow_env() -> dict[str, str]:
     """The ``export K=V`` lines of ``python -m fti env``, for this process's FTI_HOME."""
     out = subprocess.run(
         [sys.executable, "-m", "fti", "env"],
-        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     env = {}
     for line in out.stdout.splitlines():
@@ -191,7 +212,9 @@ def _parse_once(path: Path, env: dict[str, str]) -> float:
     )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"parsing {path} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"parsing {path} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     return seconds
 
 
@@ -210,8 +233,11 @@ def bench_parse(repeats: int, env: dict[str, str]) -> dict:
         for i in range(repeats):
             for name, path in targets.items():  # interleaved, so drift hits all alike
                 runs[name].append(_parse_once(path, env))
-            print(f"  parse round {i + 1}/{repeats}: "
-                  + ", ".join(f"{n} {runs[n][-1]:.2f} s" for n in targets), flush=True)
+            print(
+                f"  parse round {i + 1}/{repeats}: "
+                + ", ".join(f"{n} {runs[n][-1]:.2f} s" for n in targets),
+                flush=True,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     empty_median = statistics.median(runs["<empty DAG>"])
@@ -229,20 +255,28 @@ def bench_parse(repeats: int, env: dict[str, str]) -> dict:
     return {
         "repeats": repeats,
         "target_ratio": PARSE_TARGET,
-        "empty_dag": {"median_s": round(empty_median, 3),
-                      "runs_s": [round(s, 3) for s in runs["<empty DAG>"]]},
+        "empty_dag": {
+            "median_s": round(empty_median, 3),
+            "runs_s": [round(s, 3) for s in runs["<empty DAG>"]],
+        },
         "files": files,
     }
 
 
 def print_parse(res: dict) -> None:
     print()
-    print(f"DAG parse time (fresh interpreter, airflow.sdk import + exec of the file; "
-          f"median of {res['repeats']})")
-    print(f"  {'file':<32}{'median s':>10}{'vs empty':>10}{'added s':>10}   target <= {PARSE_TARGET}x")
+    print(
+        f"DAG parse time (fresh interpreter, airflow.sdk import + exec of the file; "
+        f"median of {res['repeats']})"
+    )
+    print(
+        f"  {'file':<32}{'median s':>10}{'vs empty':>10}{'added s':>10}   target <= {PARSE_TARGET}x"
+    )
     print(f"  {'<empty DAG>':<32}{res['empty_dag']['median_s']:>10.2f}{1.0:>9.2f}x{0.0:>10.2f}")
     for name, r in res["files"].items():
-        print(f"  {name:<32}{r['median_s']:>10.2f}{r['ratio_to_empty']:>9.2f}x{r['added_s']:>10.2f}")
+        print(
+            f"  {name:<32}{r['median_s']:>10.2f}{r['ratio_to_empty']:>9.2f}x{r['added_s']:>10.2f}"
+        )
 
 
 # --------------------------------------------------------------------------- 2. one day
@@ -277,8 +311,10 @@ def _timed_steps(pipeline, settings, day: date, run_id: str, s: dict, apply: boo
 
 def _run_day(pipeline, features, settings, day: date, run_id: str) -> dict:
     """Every step of one day, each timed; the session is build_session (getOrCreate)."""
+    from fti.ground.spark import build_session
+
     s: dict[str, float] = {}
-    _, s["spark session"] = _timed(features.build_session, settings)
+    _, s["spark session"] = _timed(build_session, settings)
     staged, online = _timed_steps(pipeline, settings, day, run_id, s, apply=True)
     return {
         "seconds": {k: round(v, 3) for k, v in s.items()},
@@ -296,10 +332,16 @@ def bench_day(pipeline, features, land, settings, day: date) -> dict:
     if hist_first < day:
         hist_last = day - timedelta(days=1)
         _, secs = _timed(land.land, *_interval(hist_first, hist_last, tz), settings)
-        history = {"days": [hist_first.isoformat(), hist_last.isoformat()],
-                   "n_days": (hist_last - hist_first).days + 1, "seconds": round(secs, 3)}
-        print(f"  landed history {hist_first}..{hist_last} in {secs:.2f} s "
-              "(first landing: builds the source cache)", flush=True)
+        history = {
+            "days": [hist_first.isoformat(), hist_last.isoformat()],
+            "n_days": (hist_last - hist_first).days + 1,
+            "seconds": round(secs, 3),
+        }
+        print(
+            f"  landed history {hist_first}..{hist_last} in {secs:.2f} s "
+            "(first landing: builds the source cache)",
+            flush=True,
+        )
     pyspark_before = "pyspark" in sys.modules
     cold = _run_day(pipeline, features, settings, day, "bench-day-cold")
     print(f"  cold pass of {day}: {cold['total_s']:.1f} s", flush=True)
@@ -323,20 +365,26 @@ def print_day(res: dict) -> None:
     print(f"  {'step':<20}{'cold s':>9}{'share':>8}{'warm s':>10}{'share':>8}")
     for step in DAY_STEPS:
         c, w = cold["seconds"][step], warm["seconds"][step]
-        print(f"  {step:<20}{c:>9.2f}{_share(c, cold['total_s']):>8}"
-              f"{w:>10.2f}{_share(w, warm['total_s']):>8}")
+        print(
+            f"  {step:<20}{c:>9.2f}{_share(c, cold['total_s']):>8}"
+            f"{w:>10.2f}{_share(w, warm['total_s']):>8}"
+        )
     print(f"  {'total':<20}{cold['total_s']:>9.2f}{'':>8}{warm['total_s']:>10.2f}")
     ci, wi = cold["compute_inner_s"], warm["compute_inner_s"]
-    print(f"  compute = session lookup {ci['spark_session']:.2f} + compute_and_write "
-          f"{ci['compute_and_write']:.2f} s cold; {wi['spark_session']:.2f} + "
-          f"{wi['compute_and_write']:.2f} s warm")
+    print(
+        f"  compute = session lookup {ci['spark_session']:.2f} + compute_and_write "
+        f"{ci['compute_and_write']:.2f} s cold; {wi['spark_session']:.2f} + "
+        f"{wi['compute_and_write']:.2f} s warm"
+    )
     print("  cold: a new JVM (and the pyspark import) for 'spark session'; the first")
     print("  validate_raw pays the great_expectations import, the first feast apply the feast")
     print("  import and a new registry. warm: the same day again in the same process.")
     hist = res["history_landed"]
     if hist:
-        print(f"  history landed before (not in the total): {hist['n_days']} day(s) in "
-              f"{hist['seconds']:.2f} s")
+        print(
+            f"  history landed before (not in the total): {hist['n_days']} day(s) in "
+            f"{hist['seconds']:.2f} s"
+        )
     rows = ", ".join(f"{k} {v}" for k, v in cold["feature_rows"].items())
     print(f"  raw flight rows {res['raw_flight_rows']}; feature rows: {rows}")
 
@@ -355,8 +403,11 @@ def bench_range(pipeline, land, settings, label: str, first: date, n_days: int) 
         _, history_s = _timed(
             land.land, *_interval(hist_first, first - timedelta(days=1), tz), settings
         )
-    print(f"  {label}: landed {(first - hist_first).days} history day(s) in {history_s:.2f} s; "
-          f"running {first}..{last}", flush=True)
+    print(
+        f"  {label}: landed {(first - hist_first).days} history day(s) in {history_s:.2f} s; "
+        f"running {first}..{last}",
+        flush=True,
+    )
     _, apply_s = _timed(pipeline.apply_registry, settings)
     steps = dict.fromkeys(RANGE_STEPS, 0.0)
     per_day, feature_rows = [], 0
@@ -369,8 +420,14 @@ def bench_range(pipeline, land, settings, label: str, first: date, n_days: int) 
         rows = sum(staged["rows"].values())
         feature_rows += rows
         day_s = sum(s.values())
-        per_day.append({"day": day.isoformat(), "seconds": round(day_s, 3),
-                        "steps_s": {k: round(v, 3) for k, v in s.items()}, "feature_rows": rows})
+        per_day.append(
+            {
+                "day": day.isoformat(),
+                "seconds": round(day_s, 3),
+                "steps_s": {k: round(v, 3) for k, v in s.items()},
+                "feature_rows": rows,
+            }
+        )
         print(f"    {day}  {day_s:6.2f} s  ({rows} feature rows)", flush=True)
     days_s = sum(d["seconds"] for d in per_day)
     total = apply_s + days_s
@@ -409,19 +466,27 @@ def print_backfill(res: dict) -> None:
     row("history landed first (s)", f"{a['history_land_s']:.2f}", f"{b['history_land_s']:.2f}")
     row("feast apply, once (s)", f"{a['feast_apply_s']:.2f}", f"{b['feast_apply_s']:.2f}")
     for step in RANGE_STEPS:
-        row(f"  {step} (s/day)", f"{a['steps_total_s'][step] / a['n_days']:.2f}",
-            f"{b['steps_total_s'][step] / b['n_days']:.2f}")
+        row(
+            f"  {step} (s/day)",
+            f"{a['steps_total_s'][step] / a['n_days']:.2f}",
+            f"{b['steps_total_s'][step] / b['n_days']:.2f}",
+        )
     row("total (s)", f"{a['total_s']:.1f}", f"{b['total_s']:.1f}")
     row("per day, apply excluded (s)", f"{a['per_day_s']:.2f}", f"{b['per_day_s']:.2f}")
-    row("first day / last day (s)", f"{a['first_day_s']:.2f} / {a['last_day_s']:.2f}",
-        f"{b['first_day_s']:.2f} / {b['last_day_s']:.2f}")
+    row(
+        "first day / last day (s)",
+        f"{a['first_day_s']:.2f} / {a['last_day_s']:.2f}",
+        f"{b['first_day_s']:.2f} / {b['last_day_s']:.2f}",
+    )
     row("days/s", f"{a['days_per_s']:.3f}", f"{b['days_per_s']:.3f}")
     row("raw flight rows", f"{a['raw_flight_rows']:,}", f"{b['raw_flight_rows']:,}")
     row("raw flight rows/s", f"{a['raw_rows_per_s']:,.0f}", f"{b['raw_rows_per_s']:,.0f}")
     row("feature rows published", f"{a['feature_rows']:,}", f"{b['feature_rows']:,}")
     row("feature rows/s", f"{a['feature_rows_per_s']:,.0f}", f"{b['feature_rows_per_s']:,.0f}")
-    print(f"  per-day time long/short: {res['per_day_ratio_long_to_short']:.2f}x "
-          "(1.0 = no growth with the data already stored)")
+    print(
+        f"  per-day time long/short: {res['per_day_ratio_long_to_short']:.2f}x "
+        "(1.0 = no growth with the data already stored)"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -439,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
 
-    # the benchmark's state is its own: set before fti.settings is first read
+    # the benchmark's state is its own: set before fti.ground.settings is first read
     created = args.home is None
     home = Path(tempfile.mkdtemp(prefix="fti-bench-")) if created else args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -450,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
 
-    from fti.settings import get_settings
+    from fti.ground.settings import get_settings
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -471,10 +536,15 @@ def main(argv: list[str] | None = None) -> int:
         },
         "machine": _machine(),
     }
-    print(f"feature pipeline benchmark; FTI_HOME={home}"
-          + (f" (ignored {', '.join(dropped)})" if dropped else ""))
-    print(f"spark master {settings.spark_master}, online store {settings.online_store}"
-          + (", --quick" if args.quick else ""), flush=True)
+    print(
+        f"feature pipeline benchmark; FTI_HOME={home}"
+        + (f" (ignored {', '.join(dropped)})" if dropped else "")
+    )
+    print(
+        f"spark master {settings.spark_master}, online store {settings.online_store}"
+        + (", --quick" if args.quick else ""),
+        flush=True,
+    )
 
     ok = False
     try:
@@ -495,7 +565,9 @@ def main(argv: list[str] | None = None) -> int:
         # 3. backfill ranges
         if not args.skip_backfill:
             print("\n[3/3] backfill scaling", flush=True)
-            short = bench_range(pipeline, land, settings, "short", args.short_start, args.short_days)
+            short = bench_range(
+                pipeline, land, settings, "short", args.short_start, args.short_days
+            )
             long_ = bench_range(pipeline, land, settings, "long", args.long_start, args.long_days)
             results["backfill"] = {
                 "short": short,
@@ -518,8 +590,10 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         m = results["machine"]
         print()
-        print(f"machine: {m['platform']} | {m['cpu_count']} CPUs | Python {m['python']} | "
-              f"benchmark wall time {results['wall_s']:.0f} s")
+        print(
+            f"machine: {m['platform']} | {m['cpu_count']} CPUs | Python {m['python']} | "
+            f"benchmark wall time {results['wall_s']:.0f} s"
+        )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -25,7 +25,7 @@ keeps it) and, for the Redis half, its own throwaway ``redis-server`` on a free 
      ``FTI_REDIS_CONNECTION_STRING`` for Redis), answering ``POST /predict``: validation,
      the online lookup, the on-demand features, the model and the answer;
    * *feast*: Feast's own feature server, ``feast -c feature_repo -f <yaml> serve`` with the
-     yaml of ``fti.featurestore.write_yaml`` for that store, ``--workers 1 --no-access-log
+     yaml of ``fti.ground.featurestore.write_yaml`` for that store, ``--workers 1 --no-access-log
      --max-requests 0`` (by default gunicorn recycles its worker every ~1,000 requests, a
      stall of seconds that would flatter ours), answering ``POST /get-online-features`` for
      feature service ``flight_delay_v1`` with the same entities (carrier, origin, dest, tailnum)
@@ -115,9 +115,16 @@ TAILNUM = re.compile(r"^[A-Z0-9]{2,8}$")  # what the service's Flight model acce
 BATCH_STRIDE = 16
 
 #: state locations a caller may have set for their own .fti; the benchmark's state is its own
-_LOCATION_VARS = ("FTI_DATA_ROOT", "FTI_FEAST_REGISTRY", "FTI_AIRFLOW_HOME",
-                  "FTI_AIRFLOW_DATABASE_URL", "FTI_SERVING_MODEL_DIR", "FTI_ONLINE_STORE",
-                  "FTI_REDIS_CONNECTION_STRING", "FTI_SOURCE_DIR")
+_LOCATION_VARS = (
+    "FTI_DATA_ROOT",
+    "FTI_FEAST_REGISTRY",
+    "FTI_AIRFLOW_HOME",
+    "FTI_AIRFLOW_DATABASE_URL",
+    "FTI_SERVING_MODEL_DIR",
+    "FTI_ONLINE_STORE",
+    "FTI_REDIS_CONNECTION_STRING",
+    "FTI_SOURCE_DIR",
+)
 
 
 # --------------------------------------------------------------------------- options
@@ -133,23 +140,48 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Online serving benchmark: /predict of the BentoML service next to Feast's "
         "feature server, SQLite and Redis online stores. Prints figures; asserts nothing.",
     )
-    p.add_argument("--first", type=date.fromisoformat, default=date(2013, 1, 1),
-                   help="first day prepared (default %(default)s)")
-    p.add_argument("--last", type=date.fromisoformat, default=date(2013, 1, 7),
-                   help="last day prepared; its flights are requested (default %(default)s)")
+    p.add_argument(
+        "--first",
+        type=date.fromisoformat,
+        default=date(2013, 1, 1),
+        help="first day prepared (default %(default)s)",
+    )
+    p.add_argument(
+        "--last",
+        type=date.fromisoformat,
+        default=date(2013, 1, 7),
+        help="last day prepared; its flights are requested (default %(default)s)",
+    )
     p.add_argument("--epochs", type=int, default=2, help="training epochs (default 2)")
     p.add_argument("--stores", default="sqlite,redis", help="online stores (default sqlite,redis)")
-    p.add_argument("--batch", type=_csv_ints, default=None, help="flights per request (default 1,64)")
-    p.add_argument("--concurrency", type=_csv_ints, default=None,
-                   help="connections in flight (default 1,16)")
-    p.add_argument("--duration", type=float, default=None, help="timed seconds per cell (default 10)")
-    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per cell (default 2)")
+    p.add_argument(
+        "--batch", type=_csv_ints, default=None, help="flights per request (default 1,64)"
+    )
+    p.add_argument(
+        "--concurrency", type=_csv_ints, default=None, help="connections in flight (default 1,16)"
+    )
+    p.add_argument(
+        "--duration", type=float, default=None, help="timed seconds per cell (default 10)"
+    )
+    p.add_argument(
+        "--warmup", type=float, default=None, help="warm-up seconds per cell (default 2)"
+    )
     p.add_argument("--quick", action="store_true", help="smoke test: 2 s cells, 0.5 s warm-up")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="alternating slices per cell (default 5; --quick 2)")
-    p.add_argument("--skip-breakdown", action="store_true", help="leave out the in-process breakdown")
-    p.add_argument("--home", type=Path, default=None,
-                   help="FTI_HOME to use (kept); default: a fresh temporary directory")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating slices per cell (default 5; --quick 2)",
+    )
+    p.add_argument(
+        "--skip-breakdown", action="store_true", help="leave out the in-process breakdown"
+    )
+    p.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="FTI_HOME to use (kept); default: a fresh temporary directory",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary FTI_HOME afterwards")
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     # internal: the child processes
@@ -190,8 +222,9 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
 
 
 def http_post(url: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -205,8 +238,9 @@ class Proc:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT):
         self.name, self.log = name, log
         with open(log, "w") as out:
-            self.popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self.popen = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -256,17 +290,34 @@ def wait_http(proc: Proc, url: str, timeout: float = 180) -> float:
         except OSError:
             status, body = None, b""
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.name}: {url} still {status} {body[:300]!r} after "
-                               f"{timeout:.0f} s:\n{proc.log_tail()}")
+            raise RuntimeError(
+                f"{proc.name}: {url} still {status} {body[:300]!r} after "
+                f"{timeout:.0f} s:\n{proc.log_tail()}"
+            )
         time.sleep(0.3)
 
 
 def start_redis(folder: Path) -> tuple[Proc, int]:
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    proc = Proc("redis-server", [shutil.which("redis-server") or "redis-server", "--port", str(port),
-                                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                 "--dir", str(folder)], dict(os.environ), folder / "redis.log")
+    proc = Proc(
+        "redis-server",
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        dict(os.environ),
+        folder / "redis.log",
+    )
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -287,14 +338,24 @@ def _interval(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
 
     zone = ZoneInfo(tz)
     end = last + timedelta(days=1)
-    return (datetime(first.year, first.month, first.day, tzinfo=zone),
-            datetime(end.year, end.month, end.day, tzinfo=zone))
+    return (
+        datetime(first.year, first.month, first.day, tzinfo=zone),
+        datetime(end.year, end.month, end.day, tzinfo=zone),
+    )
 
 
-def _child_env(home: Path, store: str | None = None, redis_port: int | None = None) -> dict[str, str]:
+def _child_env(
+    home: Path, store: str | None = None, redis_port: int | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
-    env.update({"FTI_HOME": str(home), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
+    env.update(
+        {
+            "FTI_HOME": str(home),
+            "PYTHONPATH": str(ROOT),
+            "OMP_NUM_THREADS": "1",
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
     if store == "redis":
         env["FTI_ONLINE_STORE"] = "redis"
         env["FTI_REDIS_CONNECTION_STRING"] = f"127.0.0.1:{redis_port}"
@@ -311,9 +372,10 @@ def child_prepare(spec_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     home = Path(spec["home"])
     first, last = date.fromisoformat(spec["first"]), date.fromisoformat(spec["last"])
-    from feature_repo.jobs import features, pipeline
-    from fti import featurestore
-    from fti.settings import Settings, get_settings
+    from feature_repo.jobs import pipeline
+    from fti.ground import featurestore
+    from fti.ground.settings import Settings, get_settings
+    from fti.ground.spark import build_session
     from serving import model as served
     from training import dataset, train
 
@@ -330,7 +392,7 @@ def child_prepare(spec_path: Path) -> None:
 
     timed("land", pipeline.land_interval, start, end, settings)
     staged = timed("spark compute", pipeline.compute, start, end, settings)
-    features.build_session(settings).stop()
+    build_session(settings).stop()
     timed("publish", pipeline.publish, start, end, staged["staging"], settings)
     timed("feast apply", pipeline.apply_registry, settings)
     online = {"sqlite": timed("materialize sqlite", pipeline.materialize, start, end, settings)}
@@ -338,8 +400,11 @@ def child_prepare(spec_path: Path) -> None:
     Path(yamls["sqlite"]).rename(settings.feast_dir / "feature_store.sqlite.yaml")
     yamls["sqlite"] = str(settings.feast_dir / "feature_store.sqlite.yaml")
     if spec.get("redis_port"):
-        rs = Settings(home=home, online_store="redis",
-                      redis_connection_string=f"127.0.0.1:{spec['redis_port']}")
+        rs = Settings(
+            home=home,
+            online_store="redis",
+            redis_connection_string=f"127.0.0.1:{spec['redis_port']}",
+        )
         online["redis"] = timed("materialize redis", pipeline.materialize, start, end, rs)
         path = featurestore.write_yaml(rs)
         yamls["redis"] = str(path.rename(rs.feast_dir / "feature_store.redis.yaml"))
@@ -358,8 +423,9 @@ def child_prepare(spec_path: Path) -> None:
     import pyarrow.parquet as pq
 
     part = settings.offline_dir / "flight_labels" / f"date={last.isoformat()}"
-    labels = pq.read_table(part, columns=["carrier", "flight", "origin", "dest", "tailnum",
-                                          "sched_dep_ts"]).to_pandas()
+    labels = pq.read_table(
+        part, columns=["carrier", "flight", "origin", "dest", "tailnum", "sched_dep_ts"]
+    ).to_pandas()
     labels = labels.sort_values(["sched_dep_ts", "carrier", "flight"], ignore_index=True)
     local = labels["sched_dep_ts"].dt.tz_convert(settings.timezone)
     flights, skipped = [], 0
@@ -367,15 +433,28 @@ def child_prepare(spec_path: Path) -> None:
         if not isinstance(row.tailnum, str) or not TAILNUM.match(row.tailnum):
             skipped += 1
             continue
-        flights.append({"carrier": row.carrier, "flight": int(row.flight), "origin": row.origin,
-                        "dest": row.dest, "tailnum": row.tailnum,
-                        "sched_dep_ts": ts.strftime("%Y-%m-%dT%H:%M:%S"),
-                        "_utc_offset": ts.strftime("%z")})
+        flights.append(
+            {
+                "carrier": row.carrier,
+                "flight": int(row.flight),
+                "origin": row.origin,
+                "dest": row.dest,
+                "tailnum": row.tailnum,
+                "sched_dep_ts": ts.strftime("%Y-%m-%dT%H:%M:%S"),
+                "_utc_offset": ts.strftime("%z"),
+            }
+        )
     out = {
-        "seconds": s, "online_entities": online, "yamls": yamls, "model_dir": str(model_dir),
-        "training_rows": len(df), "training_splits": df["split"].value_counts().to_dict(),
-        "snapshot_hash": digest, "test_roc_auc": results.get("test", {}).get("roc_auc"),
-        "flights": flights, "flights_skipped": skipped,
+        "seconds": s,
+        "online_entities": online,
+        "yamls": yamls,
+        "model_dir": str(model_dir),
+        "training_rows": len(df),
+        "training_splits": df["split"].value_counts().to_dict(),
+        "snapshot_hash": digest,
+        "test_roc_auc": results.get("test", {}).get("roc_auc"),
+        "flights": flights,
+        "flights_skipped": skipped,
     }
     Path(spec["out"]).write_text(json.dumps(out, default=str))
 
@@ -398,26 +477,32 @@ def build_bodies(flights: list[dict], batch: int) -> tuple[list[bytes], list[byt
         groups = [[f] for f in flights]
     else:
         starts = range(0, max(1, len(flights) - batch + 1), BATCH_STRIDE)
-        groups = [flights[i:i + batch] for i in starts]
+        groups = [flights[i : i + batch] for i in starts]
     ours, feast = [], []
     for g in groups:
         ours.append(json.dumps(_public(g[0]) if batch == 1 else [_public(f) for f in g]).encode())
-        feast.append(json.dumps({
-            "feature_service": FEATURE_SERVICE,
-            "entities": {
-                "carrier": [f["carrier"] for f in g],
-                "origin": [f["origin"] for f in g],
-                "dest": [f["dest"] for f in g],
-                "tailnum": [f["tailnum"] for f in g],
-                "sched_dep_ts": [_iso_with_offset(f) for f in g],
-            },
-        }).encode())
+        feast.append(
+            json.dumps(
+                {
+                    "feature_service": FEATURE_SERVICE,
+                    "entities": {
+                        "carrier": [f["carrier"] for f in g],
+                        "origin": [f["origin"] for f in g],
+                        "dest": [f["dest"] for f in g],
+                        "tailnum": [f["tailnum"] for f in g],
+                        "sched_dep_ts": [_iso_with_offset(f) for f in g],
+                    },
+                }
+            ).encode()
+        )
     return ours, feast
 
 
 def _request(path: str, port: int, body: bytes) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -474,8 +559,9 @@ async def _phase(port: int, requests, concurrency: int, seconds: float) -> tuple
     lat: list[float] = []
     errors: list = []
     t0 = time.perf_counter()
-    await asyncio.gather(*(_worker(port, requests, t0 + seconds, lat, errors)
-                           for _ in range(concurrency)))
+    await asyncio.gather(
+        *(_worker(port, requests, t0 + seconds, lat, errors) for _ in range(concurrency))
+    )
     return lat, errors, time.perf_counter() - t0
 
 
@@ -487,14 +573,22 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def run_cells(targets: dict[str, tuple[int, str, list[bytes]]], batch: int, concurrency: int,
-              warmup: float, duration: float, rounds: int) -> dict[str, dict]:
+def run_cells(
+    targets: dict[str, tuple[int, str, list[bytes]]],
+    batch: int,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    rounds: int,
+) -> dict[str, dict]:
     """Each target (name -> port, path, bodies) for ``duration`` seconds in all, in ``rounds``
     alternating slices (A B, B A, A B, ...): on a shared machine the load drifts within seconds,
     and slices make both servers meet the same drift, so their ratio holds steadier than two
     back-to-back runs give it."""
-    streams = {name: itertools.cycle([_request(path, port, b) for b in bodies])
-               for name, (port, path, bodies) in targets.items()}
+    streams = {
+        name: itertools.cycle([_request(path, port, b) for b in bodies])
+        for name, (port, path, bodies) in targets.items()
+    }
     got: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in targets}
     names = list(targets)
     gc.collect()
@@ -503,15 +597,18 @@ def run_cells(targets: dict[str, tuple[int, str, list[bytes]]], batch: int, conc
         for name in names:
             asyncio.run(_phase(targets[name][0], streams[name], concurrency, warmup))
         for r in range(rounds):
-            for name in (names if r % 2 == 0 else names[::-1]):
+            for name in names if r % 2 == 0 else names[::-1]:
                 lat, errors, wall = asyncio.run(
-                    _phase(targets[name][0], streams[name], concurrency, duration / rounds))
+                    _phase(targets[name][0], streams[name], concurrency, duration / rounds)
+                )
                 got[name][0].extend(lat)
                 got[name][1].extend(errors)
                 got[name][2].append(wall)
     finally:
         gc.enable()
-    return {name: _summary(lat, errors, sum(walls), batch) for name, (lat, errors, walls) in got.items()}
+    return {
+        name: _summary(lat, errors, sum(walls), batch) for name, (lat, errors, walls) in got.items()
+    }
 
 
 def _summary(lat: list[float], errors: list, wall: float, batch: int) -> dict:
@@ -554,25 +651,64 @@ def start_servers(store: str, home: Path, prep: dict, redis_port: int | None) ->
     ours_port, feast_port = free_port(), free_port()
     bento_home = home / "bentoml" / store
     bento_home.mkdir(parents=True, exist_ok=True)
-    ours_env = {**env, "FTI_SERVING_MODEL_DIR": prep["model_dir"], "BENTOML_HOME": str(bento_home),
-                "BENTOML_DO_NOT_TRACK": "true"}
+    ours_env = {
+        **env,
+        "FTI_SERVING_MODEL_DIR": prep["model_dir"],
+        "BENTOML_HOME": str(bento_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
     logs = home / "logs"
     logs.mkdir(exist_ok=True)
     servers: dict[str, dict] = {}
     t0 = time.perf_counter()
-    ours = Proc(f"bentoml serve ({store})",
-                [str(BIN / "bentoml"), "serve", "serving.service:FlightDelayService",
-                 "--host", "127.0.0.1", "--port", str(ours_port)],
-                ours_env, logs / f"bentoml-{store}.log")
-    servers["ours"] = {"proc": ours, "port": ours_port, "url": f"http://127.0.0.1:{ours_port}",
-                       "path": "/predict"}
-    feast = Proc(f"feast serve ({store})",
-                 [str(BIN / "feast"), "-c", "feature_repo", "-f", prep["yamls"][store], "serve",
-                  "--host", "127.0.0.1", "--port", str(feast_port), "--workers", "1",
-                  "--no-access-log", "--max-requests", "0"],
-                 env, logs / f"feast-{store}.log")
-    servers["feast"] = {"proc": feast, "port": feast_port, "url": f"http://127.0.0.1:{feast_port}",
-                        "path": "/get-online-features"}
+    ours = Proc(
+        f"bentoml serve ({store})",
+        [
+            str(BIN / "bentoml"),
+            "serve",
+            "serving.service:FlightDelayService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ours_port),
+        ],
+        ours_env,
+        logs / f"bentoml-{store}.log",
+    )
+    servers["ours"] = {
+        "proc": ours,
+        "port": ours_port,
+        "url": f"http://127.0.0.1:{ours_port}",
+        "path": "/predict",
+    }
+    feast = Proc(
+        f"feast serve ({store})",
+        [
+            str(BIN / "feast"),
+            "-c",
+            "feature_repo",
+            "-f",
+            prep["yamls"][store],
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(feast_port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--max-requests",
+            "0",
+        ],
+        env,
+        logs / f"feast-{store}.log",
+    )
+    servers["feast"] = {
+        "proc": feast,
+        "port": feast_port,
+        "url": f"http://127.0.0.1:{feast_port}",
+        "path": "/get-online-features",
+    }
     wait_http(ours, f"{servers['ours']['url']}/readyz")
     servers["ours"]["ready_s"] = round(time.perf_counter() - t0, 1)
     wait_http(feast, f"{servers['feast']['url']}/health")
@@ -608,33 +744,56 @@ def bench_store(store: str, home: Path, prep: dict, redis_port: int | None, args
     print(f"\n[{store}] starting bentoml serve and feast serve", flush=True)
     servers = start_servers(store, home, prep, redis_port)
     try:
-        print(f"  both ready {servers['feast']['ready_s']} s after they were started "
-              "(together)", flush=True)
+        print(
+            f"  both ready {servers['feast']['ready_s']} s after they were started (together)",
+            flush=True,
+        )
         answers = check_answers(servers, flights)
-        print(f"  check: ours {answers['ours_status']}, feast {answers['feast_status']} "
-              f"({answers.get('feast_features')} features, statuses "
-              f"{answers.get('feast_statuses')})", flush=True)
+        print(
+            f"  check: ours {answers['ours_status']}, feast {answers['feast_status']} "
+            f"({answers.get('feast_features')} features, statuses "
+            f"{answers.get('feast_statuses')})",
+            flush=True,
+        )
         cells = []
         for batch in args.batch:
             ours_bodies, feast_bodies = build_bodies(flights, batch)
             for conc in args.concurrency:
                 cell = {"batch": batch, "concurrency": conc, "distinct_bodies": len(ours_bodies)}
                 before = _metric_sums(servers["ours"]["url"], "fti_predict_latency_seconds")
-                cell.update(run_cells(
-                    {"ours": (servers["ours"]["port"], servers["ours"]["path"], ours_bodies),
-                     "feast": (servers["feast"]["port"], servers["feast"]["path"], feast_bodies)},
-                    batch, conc, args.warmup, args.duration, args.rounds))
+                cell.update(
+                    run_cells(
+                        {
+                            "ours": (servers["ours"]["port"], servers["ours"]["path"], ours_bodies),
+                            "feast": (
+                                servers["feast"]["port"],
+                                servers["feast"]["path"],
+                                feast_bodies,
+                            ),
+                        },
+                        batch,
+                        conc,
+                        args.warmup,
+                        args.duration,
+                        args.rounds,
+                    )
+                )
                 after = _metric_sums(servers["ours"]["url"], "fti_predict_latency_seconds")
                 n = after[1] - before[1]  # warm-up requests included
-                cell["ours"]["app_mean_ms"] = round((after[0] - before[0]) / n * 1e3, 3) if n else None
+                cell["ours"]["app_mean_ms"] = (
+                    round((after[0] - before[0]) / n * 1e3, 3) if n else None
+                )
                 cell["p99_ratio"] = round(cell["ours"]["p99_ms"] / cell["feast"]["p99_ms"], 3)
                 cell["p50_ratio"] = round(cell["ours"]["p50_ms"] / cell["feast"]["p50_ms"], 3)
                 cells.append(cell)
                 o, f = cell["ours"], cell["feast"]
-                print(f"  batch {batch:>3} conc {conc:>2}: ours p50/p99 {o['p50_ms']:.2f}/"
-                      f"{o['p99_ms']:.2f} ms {o['rps']:.0f} req/s; feast {f['p50_ms']:.2f}/"
-                      f"{f['p99_ms']:.2f} ms {f['rps']:.0f} req/s; p99 ours/feast "
-                      f"{cell['p99_ratio']:.2f}", flush=True)
+                print(
+                    f"  batch {batch:>3} conc {conc:>2}: ours p50/p99 {o['p50_ms']:.2f}/"
+                    f"{o['p99_ms']:.2f} ms {o['rps']:.0f} req/s; feast {f['p50_ms']:.2f}/"
+                    f"{f['p99_ms']:.2f} ms {f['rps']:.0f} req/s; p99 ours/feast "
+                    f"{cell['p99_ratio']:.2f}",
+                    flush=True,
+                )
         for srv in servers.values():
             srv["alive_at_end"] = srv["proc"].alive()
     finally:
@@ -660,7 +819,7 @@ def child_breakdown(spec_path: Path) -> None:
     import torch
     from pydantic import TypeAdapter
 
-    from fti import featurestore
+    from fti.ground import featurestore
     from serving import features
     from serving import service as svc
 
@@ -675,6 +834,7 @@ def child_breakdown(spec_path: Path) -> None:
     def forward(cats, nums):
         with torch.inference_mode():
             return torch.sigmoid(impl.model.model(cats, nums))
+
     out = {}
     for batch in spec["batches"]:
         bodies, _ = build_bodies(flights, batch)
@@ -692,32 +852,59 @@ def child_breakdown(spec_path: Path) -> None:
             req = clock("validate request", svc.PredictRequest.model_validate_json, body)
             rows = [req.root] if isinstance(req.root, svc.Flight) else list(req.root)
             dicts = [f.model_dump() for f in rows]
-            lookup = clock("  flights as columns, clock, spec (_Request.of)", features._Request.of,
-                           dicts, settings, store, None)
-            read = clock("  feast lookup + reading its response (_lookup)", features._lookup,
-                         lookup)
-            clock("  TTL rule and the frame (_assemble, incl. on-demand)", features._assemble,
-                  lookup, *read)
+            lookup = clock(
+                "  flights as columns, clock, spec (_Request.of)",
+                features._Request.of,
+                dicts,
+                settings,
+                store,
+                None,
+            )
+            read = clock(
+                "  feast lookup + reading its response (_lookup)", features._lookup, lookup
+            )
+            clock(
+                "  TTL rule and the frame (_assemble, incl. on-demand)",
+                features._assemble,
+                lookup,
+                *read,
+            )
             request = pd.DataFrame({"sched_dep_ts": lookup.cols["sched_dep_ts"]})
             for odfv, _ in spec_fs.on_demand:
-                clock("    on-demand transformation", odfv.feature_transformation.transform,
-                      request)
-            df = clock("online_features (all of it: + TTL rule, frame)",
-                       features.online_features, dicts, settings, store)
-            cats, nums = clock("  preprocessing (Preprocessor.transform)",
-                               impl.model.preprocessor.transform, df)
+                clock(
+                    "    on-demand transformation", odfv.feature_transformation.transform, request
+                )
+            df = clock(
+                "online_features (all of it: + TTL rule, frame)",
+                features.online_features,
+                dicts,
+                settings,
+                store,
+            )
+            cats, nums = clock(
+                "  preprocessing (Preprocessor.transform)", impl.model.preprocessor.transform, df
+            )
             clock("  model forward (torch, inference_mode)", forward, cats, nums)
             clock("predict_proba (all of it)", impl.model.predict_proba, df)
-            result = clock("service.predict (all but validation and JSON)",
-                           lambda r: loop.run_until_complete(impl.predict(r)), req)
+            result = clock(
+                "service.predict (all but validation and JSON)",
+                lambda r: loop.run_until_complete(impl.predict(r)),
+                req,
+            )
             clock("JSON encoding of the answers", answers.dump_json, result)
             entity_rows = {
-                "carrier": [f["carrier"] for f in dicts], "origin": [f["origin"] for f in dicts],
-                "dest": [f["dest"] for f in dicts], "tailnum": [f["tailnum"] for f in dicts],
+                "carrier": [f["carrier"] for f in dicts],
+                "origin": [f["origin"] for f in dicts],
+                "dest": [f["dest"] for f in dicts],
+                "tailnum": [f["tailnum"] for f in dicts],
                 "sched_dep_ts": [f["sched_dep_ts"] for f in dicts],
             }
-            clock("feast in-process: feature service + request data + to_dict",
-                  lambda rows=entity_rows: store.get_online_features(features=fs, entity_rows=rows).to_dict())
+            clock(
+                "feast in-process: feature service + request data + to_dict",
+                lambda rows=entity_rows: store.get_online_features(
+                    features=fs, entity_rows=rows
+                ).to_dict(),
+            )
         out[str(batch)] = {k: round(statistics.median(v[5:]) * 1e3, 3) for k, v in t.items()}
         out[str(batch)]["reps"] = reps
     out["store"] = settings.online_store
@@ -728,13 +915,24 @@ def child_breakdown(spec_path: Path) -> None:
 def run_breakdown(store: str, home: Path, prep: dict, redis_port: int | None, batches) -> dict:
     spec = home / f"breakdown-{store}.json"
     out = home / f"breakdown-{store}.out.json"
-    spec.write_text(json.dumps({"flights": prep["flights"], "model_dir": prep["model_dir"],
-                                "batches": batches, "reps": {"1": 300, "64": 80},
-                                "out": str(out)}))
+    spec.write_text(
+        json.dumps(
+            {
+                "flights": prep["flights"],
+                "model_dir": prep["model_dir"],
+                "batches": batches,
+                "reps": {"1": 300, "64": 80},
+                "out": str(out),
+            }
+        )
+    )
     log = home / "logs" / f"breakdown-{store}.log"
-    proc = Proc(f"breakdown ({store})", [sys.executable, str(Path(__file__).resolve()),
-                                         "--child-breakdown", str(spec)],
-                _child_env(home, store, redis_port), log)
+    proc = Proc(
+        f"breakdown ({store})",
+        [sys.executable, str(Path(__file__).resolve()), "--child-breakdown", str(spec)],
+        _child_env(home, store, redis_port),
+        log,
+    )
     try:
         proc.popen.wait(timeout=300)
     finally:
@@ -749,11 +947,15 @@ def run_breakdown(store: str, home: Path, prep: dict, redis_port: int | None, ba
 
 def print_table(res: dict) -> None:
     print()
-    print("Online serving: client-side latency (ms) and throughput; ours = POST /predict "
-          "(lookup + model), feast = feast serve POST /get-online-features (lookup only)")
-    hdr = (f"  {'store':<7}{'batch':>6}{'conc':>5} | {'ours p50':>9}{'p95':>8}{'p99':>8}"
-           f"{'req/s':>8}{'flt/s':>8}{'app':>7}{'err':>4} | {'feast p50':>9}{'p95':>8}"
-           f"{'p99':>8}{'req/s':>8}{'err':>4} | {'p99 o/f':>8}{'target':>8}")
+    print(
+        "Online serving: client-side latency (ms) and throughput; ours = POST /predict "
+        "(lookup + model), feast = feast serve POST /get-online-features (lookup only)"
+    )
+    hdr = (
+        f"  {'store':<7}{'batch':>6}{'conc':>5} | {'ours p50':>9}{'p95':>8}{'p99':>8}"
+        f"{'req/s':>8}{'flt/s':>8}{'app':>7}{'err':>4} | {'feast p50':>9}{'p95':>8}"
+        f"{'p99':>8}{'req/s':>8}{'err':>4} | {'p99 o/f':>8}{'target':>8}"
+    )
     print(hdr)
     print("  " + "-" * (len(hdr) - 2))
     for store, sres in res["stores"].items():
@@ -761,15 +963,21 @@ def print_table(res: dict) -> None:
             o, f = c["ours"], c["feast"]
             app = f"{o['app_mean_ms']:.2f}" if o.get("app_mean_ms") is not None else "-"
             ok = "met" if c["p99_ratio"] <= 1.0 else "missed"
-            print(f"  {store:<7}{c['batch']:>6}{c['concurrency']:>5} | {o['p50_ms']:>9.2f}"
-                  f"{o['p95_ms']:>8.2f}{o['p99_ms']:>8.2f}{o['rps']:>8.0f}"
-                  f"{o['flights_per_s']:>8.0f}{app:>7}{o['errors']:>4} | {f['p50_ms']:>9.2f}"
-                  f"{f['p95_ms']:>8.2f}{f['p99_ms']:>8.2f}{f['rps']:>8.0f}{f['errors']:>4} | "
-                  f"{c['p99_ratio']:>7.2f}x{ok:>8}")
-    print("  app = mean time inside /predict's ASGI app per request (fti_predict_latency_seconds "
-          "of /metrics); err = non-200 answers or broken connections")
-    print("  target: p99 ours/feast <= 1.00 (the full prediction no slower than Feast's server's "
-          "lookup alone)")
+            print(
+                f"  {store:<7}{c['batch']:>6}{c['concurrency']:>5} | {o['p50_ms']:>9.2f}"
+                f"{o['p95_ms']:>8.2f}{o['p99_ms']:>8.2f}{o['rps']:>8.0f}"
+                f"{o['flights_per_s']:>8.0f}{app:>7}{o['errors']:>4} | {f['p50_ms']:>9.2f}"
+                f"{f['p95_ms']:>8.2f}{f['p99_ms']:>8.2f}{f['rps']:>8.0f}{f['errors']:>4} | "
+                f"{c['p99_ratio']:>7.2f}x{ok:>8}"
+            )
+    print(
+        "  app = mean time inside /predict's ASGI app per request (fti_predict_latency_seconds "
+        "of /metrics); err = non-200 answers or broken connections"
+    )
+    print(
+        "  target: p99 ours/feast <= 1.00 (the full prediction no slower than Feast's server's "
+        "lookup alone)"
+    )
 
 
 def print_breakdown(res: dict) -> None:
@@ -790,8 +998,12 @@ def print_breakdown(res: dict) -> None:
 
 def _machine() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "loadavg_at_start": load}
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_at_start": load,
+    }
 
 
 def _versions() -> dict:
@@ -826,19 +1038,29 @@ def main(argv: list[str] | None = None) -> int:
         "fti_home": str(home),
         "machine": _machine(),
         "versions": _versions(),
-        "settings": {"days": [args.first.isoformat(), args.last.isoformat()],
-                     "batch": args.batch, "concurrency": args.concurrency,
-                     "warmup_s": args.warmup, "duration_s": args.duration,
-                     "stores": args.stores, "epochs": args.epochs},
+        "settings": {
+            "days": [args.first.isoformat(), args.last.isoformat()],
+            "batch": args.batch,
+            "concurrency": args.concurrency,
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "stores": args.stores,
+            "epochs": args.epochs,
+        },
         "stores": {},
     }
     m = results["machine"]
     print(f"serving benchmark; FTI_HOME={home}")
-    print(f"machine: {m['platform']} | {m['cpu_count']} CPUs (a shared VM: client, servers and "
-          f"Redis share them) | load average at start "
-          f"{tuple(round(x, 2) for x in m['loadavg_at_start'] or ())}")
-    print(f"cells: batch {args.batch} x concurrency {args.concurrency}, warm-up {args.warmup} s "
-          f"+ {args.duration} s timed each, stores {args.stores}", flush=True)
+    print(
+        f"machine: {m['platform']} | {m['cpu_count']} CPUs (a shared VM: client, servers and "
+        f"Redis share them) | load average at start "
+        f"{tuple(round(x, 2) for x in m['loadavg_at_start'] or ())}"
+    )
+    print(
+        f"cells: batch {args.batch} x concurrency {args.concurrency}, warm-up {args.warmup} s "
+        f"+ {args.duration} s timed each, stores {args.stores}",
+        flush=True,
+    )
     redis = None
     ok = False
     try:
@@ -846,26 +1068,46 @@ def main(argv: list[str] | None = None) -> int:
         if "redis" in args.stores:
             redis, redis_port = start_redis(home / "redis")
             print(f"throwaway redis-server on 127.0.0.1:{redis_port}", flush=True)
-        print("\n[prepare] feature pipeline, online stores, training set, model (child process)",
-              flush=True)
+        print(
+            "\n[prepare] feature pipeline, online stores, training set, model (child process)",
+            flush=True,
+        )
         spec = home / "prepare.json"
-        spec.write_text(json.dumps({"home": str(home), "first": args.first.isoformat(),
-                                    "last": args.last.isoformat(), "epochs": args.epochs,
-                                    "redis_port": redis_port, "out": str(home / "prepared.json")}))
+        spec.write_text(
+            json.dumps(
+                {
+                    "home": str(home),
+                    "first": args.first.isoformat(),
+                    "last": args.last.isoformat(),
+                    "epochs": args.epochs,
+                    "redis_port": redis_port,
+                    "out": str(home / "prepared.json"),
+                }
+            )
+        )
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-prepare",
-                               str(spec)], cwd=ROOT, env=_child_env(home), stdout=None,
-                              stderr=open(home / "logs" / "prepare.log", "w"))
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child-prepare", str(spec)],
+            cwd=ROOT,
+            env=_child_env(home),
+            stdout=None,
+            stderr=open(home / "logs" / "prepare.log", "w"),
+        )
         if proc.returncode != 0:
-            raise RuntimeError("preparation failed:\n"
-                               + (home / "logs" / "prepare.log").read_text(errors="replace")[-3000:])
+            raise RuntimeError(
+                "preparation failed:\n"
+                + (home / "logs" / "prepare.log").read_text(errors="replace")[-3000:]
+            )
         prep = json.loads((home / "prepared.json").read_text())
         results["prepare"] = {k: v for k, v in prep.items() if k != "flights"}
         results["prepare"]["wall_s"] = round(time.perf_counter() - t, 1)
         results["prepare"]["flights"] = len(prep["flights"])
-        print(f"  prepared in {results['prepare']['wall_s']} s: {prep['training_rows']} training "
-              f"rows, {len(prep['flights'])} flights of {args.last} to request "
-              f"({prep['flights_skipped']} without a usable tail number left out)", flush=True)
+        print(
+            f"  prepared in {results['prepare']['wall_s']} s: {prep['training_rows']} training "
+            f"rows, {len(prep['flights'])} flights of {args.last} to request "
+            f"({prep['flights_skipped']} without a usable tail number left out)",
+            flush=True,
+        )
 
         gc.collect()
         gc.freeze()
@@ -877,8 +1119,9 @@ def main(argv: list[str] | None = None) -> int:
             results["breakdown"] = {}
             for store in args.stores:
                 print(f"\n[breakdown] {store}", flush=True)
-                results["breakdown"][store] = run_breakdown(store, home, prep, redis_port,
-                                                            args.batch)
+                results["breakdown"][store] = run_breakdown(
+                    store, home, prep, redis_port, args.batch
+                )
             print_breakdown(results)
         ok = True
     finally:
@@ -889,10 +1132,12 @@ def main(argv: list[str] | None = None) -> int:
         m["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
         v = results["versions"]
         print()
-        print(f"machine: {m['platform']} | {m['cpu_count']} CPUs, shared | Python {m['python']} | "
-              f"bentoml {v['bentoml']}, feast {v['feast']} | load average at end "
-              f"{tuple(round(x, 2) for x in m['loadavg_at_end'] or ())} | benchmark wall time "
-              f"{results['wall_s']:.0f} s")
+        print(
+            f"machine: {m['platform']} | {m['cpu_count']} CPUs, shared | Python {m['python']} | "
+            f"bentoml {v['bentoml']}, feast {v['feast']} | load average at end "
+            f"{tuple(round(x, 2) for x in m['loadavg_at_end'] or ())} | benchmark wall time "
+            f"{results['wall_s']:.0f} s"
+        )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(results, indent=2, default=str))

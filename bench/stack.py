@@ -11,7 +11,7 @@ In one run:
 4. **One feature -> training -> inference cycle in the stack** through Airflow's REST API
    (``--days`` feature days one after another, one training run, one inference run), next to
    **the same cycle on the embedded default** (``dag.test`` in one process, SQLite, local Spark,
-   ``fti.demo``), with the same days, epochs and gate.
+   ``fti.apps.demo``), with the same days, epochs and gate.
 
 Run it from the repository root: ``.venv/bin/python bench/stack.py`` (``make stack-bench``).
 Options: ``--days 2013-01-01..2013-01-03``, ``--epochs 2``, ``--warm`` (skip ``--no-cache``),
@@ -66,10 +66,15 @@ def _days(text: str) -> list[date]:
 def _knobs(epochs: int) -> dict[str, str]:
     """The same lean settings for both shapes: short test/validation windows, a gate that
     promotes the first model (so the inference run deploys)."""
-    return {"FTI_TRAINING_EPOCHS": str(epochs), "FTI_TRAINING_TEST_DAYS": "1",
-            "FTI_TRAINING_VALIDATION_DAYS": "1", "FTI_GATE_MIN_ROC_AUC": "0",
-            "FTI_GATE_MAX_LOG_LOSS": "100", "FTI_GATE_MAX_CALIBRATION_ERROR": "1",
-            "FTI_GATE_BASELINE_TOLERANCE": "1"}
+    return {
+        "FTI_TRAINING_EPOCHS": str(epochs),
+        "FTI_TRAINING_TEST_DAYS": "1",
+        "FTI_TRAINING_VALIDATION_DAYS": "1",
+        "FTI_GATE_MIN_ROC_AUC": "0",
+        "FTI_GATE_MAX_LOG_LOSS": "100",
+        "FTI_GATE_MAX_CALIBRATION_ERROR": "1",
+        "FTI_GATE_BASELINE_TOLERANCE": "1",
+    }
 
 
 def stack_cycle(days: list[date], epochs: int) -> dict:
@@ -88,8 +93,9 @@ def stack_cycle(days: list[date], epochs: int) -> dict:
         stack.wait_healthy(timeout=900)
         out["up_to_healthy_s"] = time.monotonic() - t0
         print(f"up -> all healthy: {out['up_to_healthy_s']:.0f} s", flush=True)
-        af = stackctl.AirflowAPI(f"http://127.0.0.1:{ports['STACK_AIRFLOW_PORT']}",
-                                 secrets["AIRFLOW_ADMIN_PASSWORD"])
+        af = stackctl.AirflowAPI(
+            f"http://127.0.0.1:{ports['STACK_AIRFLOW_PORT']}", secrets["AIRFLOW_ADMIN_PASSWORD"]
+        )
         af.wait_dags(["feature_pipeline", "training_pipeline", "inference_pipeline"])
         t0 = time.monotonic()
         for d in days:
@@ -113,33 +119,45 @@ def embedded_cycle(days: list[date], epochs: int) -> dict:
     home = Path(tempfile.mkdtemp(prefix="fti-bench-embedded-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FTI_", "AIRFLOW"))}
     env.update({"FTI_HOME": str(home), "FTI_SERVING_PORT": str(_free_port()), **_knobs(epochs)})
-    exports = subprocess.run([sys.executable, "-m", "fti", "env"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout
+    exports = subprocess.run(
+        [sys.executable, "-m", "fti", "env"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for line in exports.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         env[key] = value.strip("'")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, cwd=ROOT,
-                   capture_output=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
     code = f"""
 import json, time
 from datetime import date
 from pathlib import Path
-from fti.demo import run_days, run_training, run_inference
-from fti.settings import get_settings
+from fti.apps.demo import run_days, run_training, run_inference
+from fti.ground.settings import get_settings
 from serving import rollout
 s = get_settings(); out = {{}}
 t0 = time.monotonic()
-states = run_days(date.fromisoformat({days[0].isoformat()!r}), date.fromisoformat({days[-1].isoformat()!r}), s, log=Path({str(home / 'features.log')!r}))
+states = run_days(date.fromisoformat({days[0].isoformat()!r}), date.fromisoformat({days[-1].isoformat()!r}), s, log=Path({str(home / "features.log")!r}))
 out['embedded_features_s'] = time.monotonic() - t0
-t = time.monotonic(); tr = run_training(s, log=Path({str(home / 'training.log')!r})); out['embedded_training_pipeline_s'] = time.monotonic() - t
-t = time.monotonic(); inf = run_inference(s, log=Path({str(home / 'inference.log')!r})); out['embedded_inference_pipeline_s'] = time.monotonic() - t
+t = time.monotonic(); tr = run_training(s, log=Path({str(home / "training.log")!r})); out['embedded_training_pipeline_s'] = time.monotonic() - t
+t = time.monotonic(); inf = run_inference(s, log=Path({str(home / "inference.log")!r})); out['embedded_inference_pipeline_s'] = time.monotonic() - t
 out['embedded_cycle_s'] = time.monotonic() - t0
 out['states'] = [str(x) for _, x in states] + [tr['state'], inf['state']]
 rollout.stop_local(s)
 print('BENCH_JSON ' + json.dumps(out), flush=True)
 """
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"embedded cycle failed:\n{proc.stderr[-4000:]}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH_JSON "))
@@ -152,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--warm", action="store_true", help="builds with the cache (not cold)")
     p.add_argument("--skip-embedded", action="store_true")
-    p.add_argument("--only-embedded", action="store_true",
-                   help="only the embedded cycle (no Docker needed)")
+    p.add_argument(
+        "--only-embedded", action="store_true", help="only the embedded cycle (no Docker needed)"
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.only_embedded:
@@ -166,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    print(f"{platform.node()}: {os.cpu_count()} cores, {platform.python_version()}; "
-          f"days {args.days[0]}..{args.days[-1]}, {args.epochs} epochs", flush=True)
+    print(
+        f"{platform.node()}: {os.cpu_count()} cores, {platform.python_version()}; "
+        f"days {args.days[0]}..{args.days[-1]}, {args.epochs} epochs",
+        flush=True,
+    )
     results: dict = {"bases": stackctl.ensure_bases()}
     print(f"base images: {results['bases']}", flush=True)
     results["build_s"] = stackctl.build(no_cache=not args.warm)

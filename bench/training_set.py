@@ -80,6 +80,7 @@ def prepare(settings) -> dict:
     from zoneinfo import ZoneInfo
 
     from feature_repo.jobs import features, land, pipeline
+    from fti.ground.spark import build_session
 
     marker = settings.home / "prepared.json"
     if marker.exists():
@@ -92,10 +93,12 @@ def prepare(settings) -> dict:
     t0 = time.perf_counter()
     land.land(at(YEAR_FIRST), at(YEAR_LAST + timedelta(days=1)), settings)
     t_land = time.perf_counter() - t0
-    spark = features.build_session(settings)
+    spark = build_session(settings)
     t1 = time.perf_counter()
     for a, b in _months(YEAR_FIRST, YEAR_LAST):
-        if (settings.offline_dir / "flight_labels" / f"date={(b - timedelta(days=1)).isoformat()}").exists():
+        if (
+            settings.offline_dir / "flight_labels" / f"date={(b - timedelta(days=1)).isoformat()}"
+        ).exists():
             continue  # published by an earlier, interrupted preparation
         staged = features.run(at(a), at(b), settings, spark=spark)
         pipeline.publish(at(a), at(b), staged["staging"], settings)
@@ -112,10 +115,10 @@ def floor_join(spine, settings):
     """The floor: one plain DuckDB statement, an ASOF LEFT JOIN per view, TTL applied."""
     import duckdb
 
-    from fti import featurestore
-    from training.dataset import TS_PREFIX, _view_specs
+    from fti.ground import featurestore
+    from fti.ground.featurestore import TS_PREFIX, feature_service_name, resolve_service
 
-    specs, _ = _view_specs(featurestore.feature_store(settings))
+    specs, _ = resolve_service(featurestore.feature_store(settings), feature_service_name(settings))
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     base = spine.reset_index(drop=True).copy()
@@ -150,14 +153,22 @@ def compare(ours, other, label: str) -> dict:
     for c in cols:
         a, b = ours[c].reset_index(drop=True), other[c].reset_index(drop=True)
         if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
-            av, bv = a.to_numpy(dtype="float64", na_value=np.nan), b.to_numpy(dtype="float64", na_value=np.nan)
+            av, bv = (
+                a.to_numpy(dtype="float64", na_value=np.nan),
+                b.to_numpy(dtype="float64", na_value=np.nan),
+            )
             same = np.isclose(av, bv, rtol=1e-9, atol=1e-12, equal_nan=True)
         else:
             same = (a.isna() & b.isna()) | (a.astype(str) == b.astype(str))
             same = same.to_numpy()
         if not same.all():
             bad[c] = int((~same).sum())
-    return {"rows": len(ours), "columns": len(cols), "cells": len(ours) * len(cols), "mismatched": bad}
+    return {
+        "rows": len(ours),
+        "columns": len(cols),
+        "cells": len(ours) * len(cols),
+        "mismatched": bad,
+    }
 
 
 def _median_time(fn, repeats: int):
@@ -185,30 +196,40 @@ def month_store(settings, first: date, last: date) -> Path:
                     if not (dst / f.name).exists():
                         os.link(f, dst / f.name)
     env = {**os.environ, "FTI_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "fti", "feast-apply"], env=env, cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "fti", "feast-apply"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     (home / "prepared").write_text("")
     return home
 
 
 def feast_child(n: int) -> None:
     """Child process: Feast's get_historical_features on the first n spine rows; prints seconds."""
-    from fti import featurestore
-    from fti.settings import get_settings
+    from fti.ground import featurestore
+    from fti.ground.settings import get_settings
     from training import dataset
 
     settings = get_settings()
     spine = dataset.load_spine(settings).head(n)
     store = featurestore.feature_store(settings)
-    entity_df = spine[["flight_id", "carrier", "origin", "dest", "tailnum", "sched_dep_ts", "event_timestamp"]]
+    entity_df = spine[
+        ["flight_id", "carrier", "origin", "dest", "tailnum", "sched_dep_ts", "event_timestamp"]
+    ]
     t = time.perf_counter()
     df = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(dataset.FEATURE_SERVICE)
+        entity_df=entity_df,
+        features=store.get_feature_service(featurestore.feature_service_name(settings)),
     ).to_df()
     print(json.dumps({"n": n, "seconds": time.perf_counter() - t, "rows": len(df)}))
 
 
-def feast_ladder(settings, spine, env, memory_gib: float, timeout: float, start: int = 1000) -> dict:
+def feast_ladder(
+    settings, spine, env, memory_gib: float, timeout: float, start: int = 1000
+) -> dict:
     """Feast's get_historical_features on the first 1k, 2k, 4k, ... spine rows (child processes
     under a memory limit and a timeout) until one fails; ours timed on the same rows."""
     from training import dataset
@@ -222,8 +243,14 @@ def feast_ladder(settings, spine, env, memory_gib: float, timeout: float, start:
             f"feast_child({n})"
         )
         try:
-            proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                  text=True, timeout=timeout, cwd=ROOT)
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=ROOT,
+            )
         except subprocess.TimeoutExpired:
             failure = f"{n} rows: no answer within {timeout:.0f} s"
             break
@@ -236,12 +263,19 @@ def feast_ladder(settings, spine, env, memory_gib: float, timeout: float, start:
         dataset.point_in_time_join(spine.head(n), settings)
         res["ours_seconds"] = time.perf_counter() - t
         completed = res
-        print(f"  feast file store: {n} rows in {res['seconds']:.1f} s "
-              f"(returned {res['rows']}; ours {res['ours_seconds']:.2f} s)", flush=True)
+        print(
+            f"  feast file store: {n} rows in {res['seconds']:.1f} s "
+            f"(returned {res['rows']}; ours {res['ours_seconds']:.2f} s)",
+            flush=True,
+        )
         # doubling, and the whole spine as the last size
         n = len(spine) if n < len(spine) < 2 * n else 2 * n
-    return {"largest_completed": completed, "stopped_at": failure,
-            "memory_limit_gib": memory_gib, "timeout_s": timeout}
+    return {
+        "largest_completed": completed,
+        "stopped_at": failure,
+        "memory_limit_gib": memory_gib,
+        "timeout_s": timeout,
+    }
 
 
 def main(argv=None) -> int:
@@ -265,14 +299,18 @@ def main(argv=None) -> int:
         shutil.rmtree(home)
     home.mkdir(parents=True, exist_ok=True)
     os.environ["FTI_HOME"] = str(home)
-    from fti.settings import get_settings
+    from fti.ground.settings import get_settings
 
     settings = get_settings()
     env = {**os.environ, "FTI_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    report: dict = {"machine": f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+    report: dict = {
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    }
     print(f"bench/training_set.py on {report['machine']}; home {home}", flush=True)
 
-    print("0. preparing 2013 (land, Spark features month by month, publish, feast apply)", flush=True)
+    print(
+        "0. preparing 2013 (land, Spark features month by month, publish, feast apply)", flush=True
+    )
     report["prepare"] = prepare(settings)
     print(f"   {report['prepare']}", flush=True)
 
@@ -281,45 +319,70 @@ def main(argv=None) -> int:
     spine = dataset.load_spine(settings)
     print(f"1. training set, full spine: {len(spine)} rows", flush=True)
     dataset.point_in_time_join(spine.head(1000), settings)  # warm imports and the registry
-    ours_s, ours_all, ours = _median_time(lambda: dataset.point_in_time_join(spine, settings), args.repeats)
+    ours_s, ours_all, ours = _median_time(
+        lambda: dataset.point_in_time_join(spine, settings), args.repeats
+    )
     floor_s, floor_all, floor = _median_time(lambda: floor_join(spine, settings), args.repeats)
     same = compare(ours, floor, "floor")
     report["training_set"] = {
-        "spine_rows": len(spine), "project_s": ours_s, "floor_s": floor_s,
-        "ratio": ours_s / floor_s, "project_runs": ours_all, "floor_runs": floor_all, "equality": same,
+        "spine_rows": len(spine),
+        "project_s": ours_s,
+        "floor_s": floor_s,
+        "ratio": ours_s / floor_s,
+        "project_runs": ours_all,
+        "floor_runs": floor_all,
+        "equality": same,
     }
-    print(f"   project path {ours_s:.2f} s, DuckDB floor {floor_s:.2f} s: {ours_s / floor_s:.2f}x "
-          f"(median of {args.repeats}); equality: {same}", flush=True)
+    print(
+        f"   project path {ours_s:.2f} s, DuckDB floor {floor_s:.2f} s: {ours_s / floor_s:.2f}x "
+        f"(median of {args.repeats}); equality: {same}",
+        flush=True,
+    )
 
     if not args.skip_spark:
-        from feature_repo.jobs import features
+        from fti.ground.spark import build_session
 
         t = time.perf_counter()
-        spark = features.build_session(settings)
+        spark = build_session(settings)
         session_s = time.perf_counter() - t
         t = time.perf_counter()
         sdf = dataset.point_in_time_join_spark(spine, settings, spark=spark)
         spark_s = time.perf_counter() - t
         spark.stop()
         same_spark = compare(ours, sdf[[c for c in floor.columns if c in sdf.columns]], "spark")
-        report["spark"] = {"session_s": session_s, "join_s": spark_s, "ratio_to_floor": spark_s / floor_s,
-                           "master": settings.spark_master, "equality": same_spark}
-        print(f"2. Spark path ({settings.spark_master}): {spark_s:.1f} s (+{session_s:.1f} s session), "
-              f"{spark_s / floor_s:.1f}x the floor; equality: {same_spark}", flush=True)
+        report["spark"] = {
+            "session_s": session_s,
+            "join_s": spark_s,
+            "ratio_to_floor": spark_s / floor_s,
+            "master": settings.spark_master,
+            "equality": same_spark,
+        }
+        print(
+            f"2. Spark path ({settings.spark_master}): {spark_s:.1f} s (+{session_s:.1f} s session), "
+            f"{spark_s / floor_s:.1f}x the floor; equality: {same_spark}",
+            flush=True,
+        )
 
     if not args.skip_feast:
         print("3. Feast file offline store, growing spines", flush=True)
         print("   on the year's store:", flush=True)
-        year = feast_ladder(settings, spine, env, args.feast_memory_gib, args.feast_timeout, start=100)
+        year = feast_ladder(
+            settings, spine, env, args.feast_memory_gib, args.feast_timeout, start=100
+        )
         print(f"   {year}", flush=True)
         # the year's store may defeat it at any spine size; January's is the demo's store
         home = month_store(settings, date(2013, 1, 1), date(2013, 1, 31))
-        from fti.settings import Settings
+        from fti.ground.settings import Settings
 
         jan = Settings(home=home)
         print(f"   on January's store ({home}):", flush=True)
-        month = feast_ladder(jan, dataset.load_spine(jan), {**env, "FTI_HOME": str(home)},
-                             args.feast_memory_gib, args.feast_timeout)
+        month = feast_ladder(
+            jan,
+            dataset.load_spine(jan),
+            {**env, "FTI_HOME": str(home)},
+            args.feast_memory_gib,
+            args.feast_timeout,
+        )
         print(f"   {month}", flush=True)
         report["feast_file_store"] = {"year_store": year, "january_store": month}
 
@@ -331,9 +394,24 @@ def main(argv=None) -> int:
         snap, digest = dataset.write_snapshot(df, settings.data_dir / "training_sets")
         out = home / "model-cpu"
         proc = subprocess.run(
-            [sys.executable, "-m", "training", "train", "--snapshot", str(snap), "--out", str(out),
-             "--epochs", str(args.epochs), "--device", "cpu"],
-            env=env, cwd=ROOT, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "training",
+                "train",
+                "--snapshot",
+                str(snap),
+                "--out",
+                str(out),
+                "--epochs",
+                str(args.epochs),
+                "--device",
+                "cpu",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
@@ -344,15 +422,23 @@ def main(argv=None) -> int:
         base = gate.baseline_metrics(df)
         base_s = time.perf_counter() - t
         report["training"] = {
-            "snapshot": str(snap), "hash": digest, "splits": df["split"].value_counts().to_dict(),
-            "cpu_samples_per_second": res["samples_per_second"], "epochs": args.epochs,
-            "train_seconds": res["train_seconds"], "torch_test": res["test"],
-            "baseline_test": base, "baseline_fit_s": base_s,
+            "snapshot": str(snap),
+            "hash": digest,
+            "splits": df["split"].value_counts().to_dict(),
+            "cpu_samples_per_second": res["samples_per_second"],
+            "epochs": args.epochs,
+            "train_seconds": res["train_seconds"],
+            "torch_test": res["test"],
+            "baseline_test": base,
+            "baseline_fit_s": base_s,
         }
         print(f"   snapshot {snap} ({len(df)} rows, {report['training']['splits']})", flush=True)
-        print(f"   CPU: {res['samples_per_second']:.0f} samples/s ({args.epochs} epochs, "
-              f"{res['train_seconds']:.1f} s); test ROC AUC torch {res['test']['roc_auc']:.4f} "
-              f"vs HGB baseline {base['roc_auc']:.4f}", flush=True)
+        print(
+            f"   CPU: {res['samples_per_second']:.0f} samples/s ({args.epochs} epochs, "
+            f"{res['train_seconds']:.1f} s); test ROC AUC torch {res['test']['roc_auc']:.4f} "
+            f"vs HGB baseline {base['roc_auc']:.4f}",
+            flush=True,
+        )
 
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))

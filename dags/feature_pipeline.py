@@ -5,7 +5,8 @@ Replays NYC flights 2013 one local day per run: **land** the day's raw partition
 **validate** them (Great Expectations), compute the feature views with **Spark**, validate the
 staged features, **publish** them to the offline store (one file per day, replaced atomically),
 `feast apply`, and **materialize** the day to the online store. On success it emits the
-`fti_features` asset that schedules the training pipeline.
+`fti_features` asset, whose event names the day published (`first_day`, `last_day`): the
+training and inference pipelines run on it and work on that day.
 
 A failed validation fails its task and nothing downstream runs: no partition is published, no
 value materialized, no asset event. Each validation's HTML report is kept under
@@ -20,32 +21,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 
-from fti.assets import FEATURES
-from fti.settings import get_settings
-from fti.timetables import DailyReplayTimetable
+from fti.ground.assets import FEATURES
+from fti.ground.settings import get_settings
+from fti.ground.timetables import DailyReplayTimetable
 
 SETTINGS = get_settings()
 TZ = SETTINGS.timezone
 FIRST, LAST = SETTINGS.first_day, SETTINGS.last_day
-
-
-def _validated(check, *args):
-    """Run a validation; a failure fails the task at once (retrying cannot fix the data)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from fti.validation import ValidationFailed
-
-    try:
-        return check(*args)
-    except ValidationFailed as err:
-        raise AirflowFailException(str(err)) from err
-
-
-def _interval():
-    ctx = get_current_context()
-    return ctx["data_interval_start"], ctx["data_interval_end"], ctx["run_id"]
 
 
 @dag(
@@ -61,46 +45,52 @@ def _interval():
     doc_md=__doc__,
 )
 def feature_pipeline():
+    """The feature pipeline: one local day of 2013 per run (the module docstring says more)."""
+
     @task
-    def land() -> dict:
+    def land(data_interval_start=None, data_interval_end=None) -> dict:
         """Write the interval's raw flights, weather and planes as date partitions."""
         from feature_repo.jobs import pipeline
 
-        start, end, _ = _interval()
-        return pipeline.land_interval(start, end)
+        return pipeline.land_interval(data_interval_start, data_interval_end)
 
     @task
-    def validate_raw(landed: dict) -> dict:
+    def validate_raw(
+        landed: dict, data_interval_start=None, data_interval_end=None, run_id=None
+    ) -> dict:
         """Great Expectations on the raw partitions: schema, types, ranges, nulls, keys."""
         from feature_repo.jobs import pipeline
+        from fti.ground.runs import fail_fast
 
-        start, end, run_id = _interval()
-        return _validated(pipeline.validate_raw, start, end, run_id)
+        return fail_fast(pipeline.validate_raw)(data_interval_start, data_interval_end, run_id)
 
     @task
-    def compute_features(raw_ok: dict) -> dict:
+    def compute_features(raw_ok: dict, data_interval_start=None, data_interval_end=None) -> dict:
         """The Spark job: feature views for the interval, written to a staging folder."""
         from feature_repo.jobs import pipeline
+        from fti.ground.runs import fail_fast
 
-        start, end, _ = _interval()
-        return pipeline.compute(start, end)
+        return fail_fast(pipeline.compute)(data_interval_start, data_interval_end)
 
     @task
-    def validate_features(staged: dict) -> dict:
+    def validate_features(
+        staged: dict, data_interval_start=None, data_interval_end=None, run_id=None
+    ) -> dict:
         """Great Expectations on the staged features, before anything is published."""
         from feature_repo.jobs import pipeline
+        from fti.ground.runs import fail_fast
 
-        start, end, run_id = _interval()
-        result = _validated(pipeline.validate_features, start, end, staged["staging"], run_id)
+        result = fail_fast(pipeline.validate_features)(
+            data_interval_start, data_interval_end, staged["staging"], run_id
+        )
         return {**result, "staging": staged["staging"], "rows": staged["rows"]}
 
     @task
-    def publish(checked: dict) -> dict:
+    def publish(checked: dict, data_interval_start=None, data_interval_end=None) -> dict:
         """Replace the interval's partitions in the offline store."""
         from feature_repo.jobs import pipeline
 
-        start, end, _ = _interval()
-        return pipeline.publish(start, end, checked["staging"])
+        return pipeline.publish(data_interval_start, data_interval_end, checked["staging"])
 
     @task
     def feast_apply(published: dict) -> str:
@@ -110,14 +100,25 @@ def feature_pipeline():
         return pipeline.apply_registry()
 
     @task(outlets=[FEATURES])
-    def materialize(applied: str) -> dict:
-        """Load the interval into the online store and emit the features asset."""
+    def materialize(
+        applied: str, data_interval_start=None, data_interval_end=None, outlet_events=None
+    ) -> dict:
+        """Load the interval into the online store; emit the features asset naming its days."""
         from feature_repo.jobs import pipeline
+        from fti.ground.runs import published
 
-        start, end, _ = _interval()
-        return pipeline.materialize(start, end)
+        counts = pipeline.materialize(data_interval_start, data_interval_end)
+        # the event says which days it published: training and inference read it
+        outlet_events[FEATURES].extra = published(data_interval_start, data_interval_end, TZ)
+        return counts
 
-    materialize(feast_apply(publish(validate_features(compute_features(validate_raw(land()))))))
+    landed = land()
+    raw_ok = validate_raw(landed)
+    staged = compute_features(raw_ok)
+    checked = validate_features(staged)
+    published_ = publish(checked)
+    applied = feast_apply(published_)
+    materialize(applied)
 
 
 feature_pipeline_dag = feature_pipeline()

@@ -7,9 +7,11 @@ day (`fti_features`), or by hand.
 default: the local service on port 3000, gated on `/readyz` and a smoke prediction, rolled back
 to the previous Bento if either fails; `FTI_SERVING_RUNTIME=kubernetes`: Deployment and Service
 manifests, validated). Nothing happens when the champion is already live.
-**score_next_day**: the flights scheduled for the day after the latest published day, with
+**score_next_day**: the flights scheduled for the day after the one the triggering event
+names (the day the feature pipeline published, or the last day the promoted model was trained
+on; a manual run: its `day` parameter, else the day after the latest published day), with
 offline features as of that day's start, validated (Great Expectations) and published as the
-day's predictions partition. **monitor**: feature and prediction drift (PSI) against the
+day's predictions partition; rerunning a run scores the same day again. **monitor**: feature and prediction drift (PSI) against the
 champion's training set, realised accuracy once labels land, an HTML report per day.
 **drift**: emits `fti_drift`, which schedules the training pipeline, only when a feature
 crossed `FTI_DRIFT_PSI_THRESHOLD`.
@@ -20,10 +22,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from fti.assets import DRIFT, FEATURES, MODEL
-from fti.settings import get_settings
+from fti.ground.assets import DRIFT, FEATURES, MODEL
+from fti.ground.settings import get_settings
 
 SETTINGS = get_settings()
 
@@ -35,10 +37,21 @@ SETTINGS = get_settings()
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Manual runs: the day to score (default: the day after the latest "
+            "published day). Runs started by an asset event score the day after the one it names.",
+        )
+    },
     tags=["fti", "inference-pipeline", "bentoml", "monitoring"],
     doc_md=__doc__,
 )
 def inference_pipeline():
+    """The inference pipeline: deploy, score the next day, monitor (see the module docstring)."""
+
     @task
     def deploy() -> dict:
         """The champion as the live service (health-gated, rolled back on failure)."""
@@ -56,38 +69,47 @@ def inference_pipeline():
             raise AirflowFailException(str(err)) from err
 
     @task
-    def score_next_day() -> dict:
-        """Batch predictions for the next day, validated, published per day."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from fti.validation import ValidationFailed
+    def score_next_day(run_id=None, triggering_asset_events=None, params=None) -> dict:
+        """Batch predictions for the day after the one the triggering event names, validated,
+        published per day."""
+        from fti.ground import runs
         from serving import pipeline
 
-        try:
-            return pipeline.score_next_day(get_current_context()["run_id"])
-        except ValidationFailed as err:
-            raise AirflowFailException(str(err)) from err
+        after = runs.latest_day(
+            triggering_asset_events, {FEATURES: "last_day", MODEL: "trained_through"}
+        )
+        day = runs.requested_day(params, "day") if after is None else pipeline.next_day(after)
+        return runs.fail_fast(pipeline.score_next_day)(run_id, day=day)
 
     @task
-    def monitor(scored: dict) -> dict:
+    def monitor(scored: dict, run_id=None) -> dict:
         """Drift and realised accuracy; the report's path is in the log."""
         from serving import pipeline
 
-        return pipeline.monitor(scored, get_current_context()["run_id"])
+        return pipeline.monitor(scored, run_id)
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)
     def drifted(result: dict) -> bool:
         """Go on only when a feature drifted past the threshold."""
         if result.get("drifted"):
-            print(f"DRIFT on {result['day']}: {', '.join(result['drifted'])} above PSI "
-                  f"{SETTINGS.drift_psi_threshold}; emitting fti_drift to retrain")
+            print(
+                f"DRIFT on {result['day']}: {', '.join(result['drifted'])} above PSI "
+                f"{SETTINGS.drift_psi_threshold}; emitting fti_drift to retrain"
+            )
             return True
         print(f"no drift on {result.get('day')} (PSI threshold {SETTINGS.drift_psi_threshold})")
         return False
 
     @task(outlets=[DRIFT])
-    def drift(result: dict) -> str:
-        """Emit the drift asset: the training pipeline runs on it."""
+    def drift(result: dict, outlet_events=None) -> str:
+        """Emit the drift asset naming the day: the training pipeline runs on it."""
+        from serving import pipeline
+
+        outlet_events[DRIFT].extra = {
+            "day": result["day"],
+            # the day's features are as of its start: the labels are published through the day before
+            "features_through": pipeline.previous_day(result["day"]).isoformat(),
+        }
         return f"{result['day']}: {', '.join(result['drifted'])}"
 
     deployed = deploy()

@@ -3,7 +3,8 @@
 
 Runs when the feature pipeline publishes (the `fti_features` asset), when the inference
 pipeline reports drift (`fti_drift`), or by hand.
-**build_training_set**: every departed flight up to the latest published day, joined
+**build_training_set**: every departed flight up to the day the triggering event published
+(a manual run: its `through` parameter, else the latest published day), joined
 point-in-time to `flight_delay_v1`, validated (Great Expectations), split by time and saved with
 its content hash. **train**: `python -m training train` as a local process (embedded default)
 or in a GPU pod through the KubernetesPodOperator (`FTI_TRAINING_RUNTIME=kubernetes`).
@@ -17,10 +18,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
-from fti.assets import DRIFT, FEATURES, MODEL
-from fti.settings import get_settings
+from fti.ground.assets import DRIFT, FEATURES, MODEL
+from fti.ground.settings import get_settings
 
 SETTINGS = get_settings()
 
@@ -33,22 +34,31 @@ SETTINGS = get_settings()
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    params={
+        "through": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Manual runs: train on the days up to this one (default: the latest "
+            "published day). Runs started by an asset event train through the day it names.",
+        )
+    },
     tags=["fti", "training-pipeline", "pytorch", "mlflow"],
     doc_md=__doc__,
 )
 def training_pipeline():
-    @task
-    def build_training_set() -> dict:
-        """Point-in-time training set, validated and saved as a hashed snapshot."""
-        from airflow.sdk.exceptions import AirflowFailException
+    """The training pipeline: training set, training, gate (see the module docstring)."""
 
-        from fti.validation import ValidationFailed
+    @task
+    def build_training_set(run_id=None, triggering_asset_events=None, params=None) -> dict:
+        """Point-in-time training set, validated and saved as a hashed snapshot."""
+        from fti.ground import runs
         from training import pipeline
 
-        try:
-            return pipeline.build_training_set(get_current_context()["run_id"])
-        except ValidationFailed as err:
-            raise AirflowFailException(str(err)) from err
+        through = runs.latest_day(
+            triggering_asset_events, {FEATURES: "last_day", DRIFT: "features_through"}
+        ) or runs.requested_day(params, "through")
+        return runs.fail_fast(pipeline.build_training_set)(run_id, through=through)
 
     built = build_training_set()
     if SETTINGS.training_runtime == "kubernetes":
@@ -60,11 +70,11 @@ def training_pipeline():
     else:
 
         @task
-        def train(built: dict) -> dict:
+        def train(built: dict, run_id=None) -> dict:
             """The training entry point as a local process."""
             from training import pipeline
 
-            return pipeline.train_local(built["snapshot"], get_current_context()["run_id"])
+            return pipeline.train_local(built["snapshot"], run_id)
 
         trained_output = train(built)
 
@@ -82,8 +92,12 @@ def training_pipeline():
         return bool(result["promote"])
 
     @task(outlets=[MODEL])
-    def publish_model(result: dict) -> str:
-        """Emit the model asset for the inference pipeline."""
+    def publish_model(result: dict, outlet_events=None) -> str:
+        """Emit the model asset for the inference pipeline, naming the version and its data."""
+        outlet_events[MODEL].extra = {
+            "version": str(result["version"]),
+            "trained_through": result["through"],
+        }
         return f"models:/{SETTINGS.model_name}@champion (version {result['version']})"
 
     result = evaluate(built, trained_output)

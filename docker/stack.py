@@ -62,13 +62,19 @@ def compose_bin() -> str:
 def engine_problem() -> str | None:
     """None when a container engine and docker-compose answer, else what to install or start."""
     if shutil.which(docker()) is None:
-        return ("no container engine: install Docker (Debian: apt-get install docker.io "
-                "docker-compose debootstrap) and start it (dockerd)")
+        return (
+            "no container engine: install Docker (Debian: apt-get install docker.io "
+            "docker-compose debootstrap) and start it (dockerd)"
+        )
     if shutil.which(compose_bin()) is None:
         return "no docker-compose: install it (Debian: apt-get install docker-compose)"
     try:
-        proc = subprocess.run([docker(), "info", "--format", "{{.ServerVersion}}"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [docker(), "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except subprocess.TimeoutExpired:
         return "the container engine does not answer (docker info timed out)"
     if proc.returncode != 0:
@@ -85,10 +91,22 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], *, check: bool = True, capture: bool = True, timeout: float | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env={**_env(), **(env or {})}, text=True,
-                          capture_output=capture, timeout=timeout)
+def run(
+    cmd: list[str],
+    *,
+    check: bool = True,
+    capture: bool = True,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env={**_env(), **(env or {})},
+        text=True,
+        capture_output=capture,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         out = ((proc.stdout or "") + (proc.stderr or ""))[-6000:]
         raise StackError(f"{' '.join(cmd[:6])} ... exited {proc.returncode}:\n{out}")
@@ -179,16 +197,29 @@ def image_sizes(names: list[str] | None = None) -> dict[str, int]:
 class Stack:
     """One compose project of docker-compose.yml with one env file."""
 
-    def __init__(self, project: str | None = None, env_file: Path | None = None,
-                 extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        project: str | None = None,
+        env_file: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.project = project or os.environ.get("FTI_STACK_PROJECT", "fti")
         self.env_file = Path(env_file or os.environ.get("FTI_STACK_ENV_FILE", ROOT / ".env"))
         self.extra_env = extra_env or {}
 
-    def compose(self, *args: str, check: bool = True, timeout: float | None = 600,
-                capture: bool = True) -> subprocess.CompletedProcess:
-        cmd = [compose_bin(), "-p", self.project, "-f", str(COMPOSE_FILE),
-               "--env-file", str(self.env_file), *args]
+    def compose(
+        self, *args: str, check: bool = True, timeout: float | None = 600, capture: bool = True
+    ) -> subprocess.CompletedProcess:
+        cmd = [
+            compose_bin(),
+            "-p",
+            self.project,
+            "-f",
+            str(COMPOSE_FILE),
+            "--env-file",
+            str(self.env_file),
+            *args,
+        ]
         return run(cmd, check=check, timeout=timeout, capture=capture, env=self.extra_env)
 
     def up(self, *services: str) -> None:
@@ -211,10 +242,13 @@ class Stack:
         for c in json.loads(proc.stdout):
             service = c["Config"]["Labels"].get("com.docker.compose.service", c["Name"])
             state = c["State"]
-            out[service] = {"id": c["Id"], "status": state["Status"],
-                            "health": (state.get("Health") or {}).get("Status"),
-                            "exit_code": state.get("ExitCode"),
-                            "restarts": c.get("RestartCount", 0)}
+            out[service] = {
+                "id": c["Id"],
+                "status": state["Status"],
+                "health": (state.get("Health") or {}).get("Status"),
+                "exit_code": state.get("ExitCode"),
+                "restarts": c.get("RestartCount", 0),
+            }
         return out
 
     def wait_healthy(self, timeout: float = 900) -> float:
@@ -233,16 +267,22 @@ class Stack:
                     continue
                 elif c["status"] == "exited" and c["exit_code"] == 0 and service.endswith("-init"):
                     continue
-                elif c["status"] == "exited" and (c["exit_code"] != 0 or not service.endswith("-init")):
-                    raise StackError(f"{service} exited with {c['exit_code']}\n" + self.logs(service))
+                elif c["status"] == "exited" and (
+                    c["exit_code"] != 0 or not service.endswith("-init")
+                ):
+                    raise StackError(
+                        f"{service} exited with {c['exit_code']}\n" + self.logs(service)
+                    )
                 else:
                     waiting.append(f"{service}: {c['status']}/{c['health']}")
             if not waiting:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
                 bad = [w.split(":")[0] for w in waiting]
-                raise StackError(f"not healthy after {timeout:.0f} s: {', '.join(waiting)}\n"
-                                 + "\n".join(self.logs(s) for s in bad))
+                raise StackError(
+                    f"not healthy after {timeout:.0f} s: {', '.join(waiting)}\n"
+                    + "\n".join(self.logs(s) for s in bad)
+                )
             time.sleep(3)
 
     def services(self) -> list[str]:
@@ -278,9 +318,9 @@ class AirflowAPI:
 
     def login(self) -> str:
         if self.token is None:
-            self.token = self._request("POST", "/auth/token",
-                                       {"username": "admin", "password": self.password},
-                                       auth=False)["access_token"]
+            self.token = self._request(
+                "POST", "/auth/token", {"username": "admin", "password": self.password}, auth=False
+            )["access_token"]
         return self.token
 
     def get(self, path):
@@ -344,11 +384,14 @@ class AirflowAPI:
             return f"(log unavailable: {e.code})"
         content = got.get("content")
         if isinstance(content, list):
-            return "\n".join(str(c.get("event", c)) if isinstance(c, dict) else str(c) for c in content)
+            return "\n".join(
+                str(c.get("event", c)) if isinstance(c, dict) else str(c) for c in content
+            )
         return str(content)
 
-    def wait_run(self, dag_id: str, run_id: str, stack: Stack | None = None,
-                 timeout: float = 1200) -> str:
+    def wait_run(
+        self, dag_id: str, run_id: str, stack: Stack | None = None, timeout: float = 1200
+    ) -> str:
         """Wait for the run to end; its state. Raises ``StackError`` when it did not succeed,
         with the failed tasks' logs (and, given ``stack``, the scheduler's log)."""
         deadline = time.monotonic() + timeout
@@ -368,7 +411,11 @@ class AirflowAPI:
                 for ti in self.task_instances(dag_id, run_id):
                     report.append(f"  {ti['task_id']}: {ti['state']} (try {ti['try_number']})")
                     if ti["state"] in ("failed", "up_for_retry", "running"):
-                        report.append(self.task_log(dag_id, run_id, ti["task_id"], max(ti["try_number"], 1))[-6000:])
+                        report.append(
+                            self.task_log(dag_id, run_id, ti["task_id"], max(ti["try_number"], 1))[
+                                -6000:
+                            ]
+                        )
             except (OSError, urllib.error.HTTPError) as e:
                 report.append(f"(task instances unavailable: {e})")
             if stack is not None:
@@ -376,8 +423,13 @@ class AirflowAPI:
             raise StackError("\n".join(report))
         return state
 
-    def run_once(self, dag_id: str, logical_date: str | None = None, stack: Stack | None = None,
-                 timeout: float = 1200) -> str:
+    def run_once(
+        self,
+        dag_id: str,
+        logical_date: str | None = None,
+        stack: Stack | None = None,
+        timeout: float = 1200,
+    ) -> str:
         """Trigger ``dag_id`` by hand and wait for success: unpaused for the run, its queued
         asset events dropped first (so only this run runs), paused again after; the run id."""
         self.drop_queued_events(dag_id)

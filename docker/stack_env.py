@@ -39,8 +39,10 @@ def generate() -> dict[str, str]:
 
 
 def render(values: dict[str, str], ports: dict[str, int] | None = None) -> str:
-    lines = ["# The compose stack's secrets, written by `make stack-env`. Never commit this file.",
-             "# Airflow's login: admin / AIRFLOW_ADMIN_PASSWORD."]
+    lines = [
+        "# The compose stack's secrets, written by `make stack-env`. Never commit this file.",
+        "# Airflow's login: admin / AIRFLOW_ADMIN_PASSWORD.",
+    ]
     lines += [f"{k}={v}" for k, v in values.items()]
     lines += ["", "# host ports (127.0.0.1 only)"]
     lines += [f"{k}={v}" for k, v in (ports or PORTS).items()]

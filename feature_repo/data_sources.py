@@ -7,12 +7,13 @@ serve a laptop and shared storage.
 from feast import FileSource
 from feast.data_format import ParquetFormat
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 
 OFFLINE = get_settings().offline_dir
 
 
-def _source(view: str) -> FileSource:
+def batch_source(view: str) -> FileSource:
+    """The offline source of batch view ``view``: its folder of day partitions."""
     return FileSource(
         name=f"{view}_source",
         path=str(OFFLINE / view),
@@ -24,8 +25,8 @@ def _source(view: str) -> FileSource:
     )
 
 
-weather_source = _source("origin_weather_hourly")
-carrier_history_source = _source("carrier_delay_history")
-route_history_source = _source("route_delay_history")
-plane_source = _source("plane_attributes")
-label_source = _source("flight_labels")
+weather_source = batch_source("origin_weather_hourly")
+carrier_history_source = batch_source("carrier_delay_history")
+route_history_source = batch_source("route_delay_history")
+plane_source = batch_source("plane_attributes")
+label_source = batch_source("flight_labels")

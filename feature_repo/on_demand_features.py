@@ -37,6 +37,7 @@ departure_request = RequestSource(
     tags={"pipeline": "feature", "kind": "on-demand"},
 )
 def departure_time_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Hour, day of week and month of ``sched_dep_ts`` in New York time."""
     # DatetimeIndex fields are arrays: several times cheaper than Series.dt per call, which
     # matters online (this runs in every /predict)
     local = pd.DatetimeIndex(pd.to_datetime(inputs["sched_dep_ts"], utc=True)).tz_convert(

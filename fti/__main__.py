@@ -1,5 +1,5 @@
-"""``python -m fti <command>``: the platform's small command line (see ``fti.cli``)."""
+"""``python -m fti <command>``: the platform's small command line (see ``fti.apps.cli``)."""
 
-from fti.cli import main
+from fti.apps.cli import main
 
 raise SystemExit(main())

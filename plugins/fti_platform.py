@@ -1,6 +1,6 @@
 """The "FTI platform" page in the Airflow web UI: the platform's state one click away.
 
-A FastAPI app mounted in Airflow's API server at ``/fti`` (routes: ``fti.status.app``), and a
+A FastAPI app mounted in Airflow's API server at ``/fti`` (routes: ``fti.apps.status.app``), and a
 navigation entry that shows it inside the UI. Every route requires an authenticated Airflow
 user. The scheduler, DAG processor and workers load this file too: nothing heavy is imported
 here, and the app is built on its first request.
@@ -14,21 +14,22 @@ URL_PREFIX = "/fti"
 
 
 class PlatformApp:
-    """ASGI app that builds :func:`fti.status.app.create_app` on first use."""
+    """ASGI app that builds :func:`fti.apps.status.app.create_app` on first use."""
 
     def __init__(self) -> None:
         self._app = None
 
     async def __call__(self, scope, receive, send) -> None:
+        """Build the app on the first request, then pass every request to it."""
         if self._app is None:
-            from fti.status.app import create_app
+            from fti.apps.status.app import create_app
 
             self._app = create_app()
         await self._app(scope, receive, send)
 
 
 def _warm_up() -> None:
-    from fti.status import sections
+    from fti.apps.status import sections
 
     sections.warm_up()
 
@@ -44,10 +45,13 @@ class WarmUpOnStart:
         threading.Thread(target=_warm_up, name="fti-status-warm-up", daemon=True).start()
 
     async def __call__(self, scope, receive, send) -> None:
+        """Pass every request through unchanged."""
         await self.app(scope, receive, send)
 
 
 class FtiPlatformPlugin(AirflowPlugin):
+    """The platform page: its app at ``/fti`` and its navigation entry."""
+
     name = "fti_platform"
     fastapi_apps = [{"app": PlatformApp(), "url_prefix": URL_PREFIX, "name": "FTI platform"}]
     fastapi_root_middlewares = [{"middleware": WarmUpOnStart, "name": "fti_platform_warm_up"}]

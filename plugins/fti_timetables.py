@@ -2,9 +2,11 @@
 
 from airflow.plugins_manager import AirflowPlugin
 
-from fti.timetables import DailyReplayTimetable
+from fti.ground.timetables import DailyReplayTimetable
 
 
 class FtiTimetablesPlugin(AirflowPlugin):
+    """Registers ``DailyReplayTimetable``."""
+
     name = "fti_timetables"
     timetables = [DailyReplayTimetable]

@@ -1,2 +1,4 @@
-"""The inference pipeline (I): the BentoML service over Feast online features, rollout, batch
-scoring and monitoring. Not built yet: see the inference-pipeline issue."""
+"""The inference pipeline (I): the BentoML service over Feast online features
+(``serving.service``, ``serving.features``), the served model (``serving.model``), rollout by
+runtime (``serving.rollout``), batch scoring (``serving.batch``), monitoring
+(``serving.monitoring``) and the DAG's steps (``serving.pipeline``)."""

@@ -14,16 +14,17 @@ rename): a rerun replaces the day's file, a failed validation leaves the earlier
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tempfile
-import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
-from fti.settings import Settings, get_settings
+from fti.ground import files, source
+from fti.ground.contract import contract
+from fti.ground.dates import as_day, day_start
+from fti.ground.featurestore import TS_PREFIX, online_views
+from fti.ground.settings import Settings, get_settings
 from serving.model import THRESHOLD, UNREGISTERED  # the service's: batch and online agree
 
 if TYPE_CHECKING:
@@ -31,46 +32,45 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-
-PART_FILE = "part-0.parquet"
 #: the schedule's columns, as the feature job names them
 SCHEDULE_COLUMNS = ["flight_id", "carrier", "flight", "origin", "dest", "tailnum", "sched_dep_ts"]
 #: columns of a predictions file that are not features
 PREDICTION_COLUMNS = [
-    *SCHEDULE_COLUMNS, "prediction_ts", "probability", "predicted_class", "model_version",
+    *SCHEDULE_COLUMNS,
+    "prediction_ts",
+    "probability",
+    "predicted_class",
+    "model_version",
 ]
-
-
-def _day(day: date | str) -> date:
-    return day if isinstance(day, date) else date.fromisoformat(str(day))
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def day_start(day: date, tz: str) -> datetime:
-    """The local midnight that starts ``day``, as a UTC instant."""
-    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).astimezone(ZoneInfo("UTC"))
-
-
 def predictions_path(settings: Settings, day: date | str) -> Path:
-    return settings.predictions_dir / f"date={_day(day).isoformat()}" / PART_FILE
+    """The predictions file of ``day``."""
+    return settings.predictions_dir / f"date={as_day(day).isoformat()}" / files.PART_FILE
 
 
 def validation_report_dir(settings: Settings, day: date | str, run_id: str) -> Path:
-    return (settings.reports_dir / "validation" / "predictions" / settings.model_name
-            / _day(day).isoformat() / _safe(run_id))
+    """Where the validation of ``day``'s predictions in run ``run_id`` keeps its report."""
+    return (
+        settings.reports_dir
+        / "validation"
+        / "predictions"
+        / settings.model_name
+        / as_day(day).isoformat()
+        / _safe(run_id)
+    )
 
 
 def latest_feature_day(settings: Settings | None = None) -> date:
     """The latest local day published for every online feature view (the DAG scores the next)."""
-    from fti.featurestore import ONLINE_VIEWS
-
     settings = settings or get_settings()
     latest = []
-    for view in ONLINE_VIEWS:
-        days = sorted(p.name.removeprefix("date=") for p in (settings.offline_dir / view).glob("date=*"))
+    for view in online_views(settings):
+        days = files.partition_days(settings.offline_dir / view)
         if not days:
             raise FileNotFoundError(
                 f"no {view} partitions under {settings.offline_dir}: run the feature pipeline first"
@@ -82,34 +82,38 @@ def latest_feature_day(settings: Settings | None = None) -> date:
 def scheduled_flights(day: date | str, settings: Settings | None = None) -> pd.DataFrame:
     """The flights scheduled for local ``day``, from the source data: schedule columns only.
 
-    ``flight_id`` and ``sched_dep_ts`` are built exactly as the feature job builds them for
-    ``flight_labels`` (``feature_repo/jobs/features.py``): ``YYYYMMDD-<carrier><flight>-<origin>-
-    <HHMM>`` and ``time_hour`` (the scheduled hour, UTC) plus ``minute``. Flights cancelled
-    later are scheduled too, so they are here.
+    ``flight_id`` and ``sched_dep_ts`` are built exactly as the feature job builds them for the
+    label view: the flight key in the format the flight entity declares (``fti.ground.contract``)
+    from the raw table's own fields, and ``time_hour`` (the scheduled hour, UTC) plus
+    ``minute``. Flights cancelled later are scheduled too, so they are here.
     """
     import pandas as pd
 
-    from feature_repo.jobs import land
-
     settings = settings or get_settings()
-    day = _day(day)
-    src = land._read_source(settings, "flights")
+    day = as_day(day)
+    key = contract(settings)
+    src = source.read_table(settings, "flights")
     f = src[(src["year"] == day.year) & (src["month"] == day.month) & (src["day"] == day.day)]
-    ids = (
-        f"{day:%Y%m%d}-" + f["carrier"] + f["flight"].astype("int64").astype(str) + "-" + f["origin"]
-        + "-" + f["sched_dep_time"].astype("int64").astype(str).str.zfill(4)
+    fields = [f[c].tolist() for c in key.flight_key_fields]
+    ids = [
+        key.flight_key_format % tuple(int(v) if isinstance(v, float) else v for v in parts)
+        for parts in zip(*fields, strict=True)
+    ]
+    sched = (
+        pd.to_datetime(f["time_hour"], utc=True)
+        + pd.to_timedelta(f["minute"].astype("int64"), unit="min")
+    ).astype("datetime64[us, UTC]")
+    out = pd.DataFrame(
+        {
+            "flight_id": pd.Series(ids, index=f.index, dtype=object),
+            "carrier": f["carrier"],
+            "flight": f["flight"].astype("int32"),
+            "origin": f["origin"],
+            "dest": f["dest"],
+            "tailnum": f["tailnum"],
+            "sched_dep_ts": sched,
+        }
     )
-    sched = (pd.to_datetime(f["time_hour"], utc=True)
-             + pd.to_timedelta(f["minute"].astype("int64"), unit="min")).astype("datetime64[us, UTC]")
-    out = pd.DataFrame({
-        "flight_id": ids,
-        "carrier": f["carrier"],
-        "flight": f["flight"].astype("int32"),
-        "origin": f["origin"],
-        "dest": f["dest"],
-        "tailnum": f["tailnum"],
-        "sched_dep_ts": sched,
-    })
     return out.sort_values(["sched_dep_ts", "flight_id"], ignore_index=True)
 
 
@@ -134,10 +138,11 @@ def features_as_of(flights: pd.DataFrame, as_of: datetime, settings: Settings) -
 
 
 def predict_proba(model_dir: Path, df: pd.DataFrame) -> np.ndarray:
-    """Delay probabilities of the model in ``model_dir`` (the scorer the tests replace)."""
-    from training.gate import score
+    """Delay probabilities of the model in ``model_dir`` (the scorer the tests replace): the
+    service's own loading and scoring, so batch and online answers agree."""
+    from serving import model
 
-    return score(model_dir, df)
+    return model.load(model_dir).predict_proba(df)
 
 
 def expectations(n_flights: int, start: datetime, end: datetime, ts_columns: list[str]) -> list:
@@ -154,24 +159,28 @@ def expectations(n_flights: int, start: datetime, end: datetime, ts_columns: lis
             column="sched_dep_ts", min_value=start, max_value=end, strict_max=True
         ),
     ]
-    for c in ("flight_id", "carrier", "flight", "origin", "dest", "sched_dep_ts", "prediction_ts",
-              "probability", "predicted_class", "model_version"):
+    for c in (
+        "flight_id",
+        "carrier",
+        "flight",
+        "origin",
+        "dest",
+        "sched_dep_ts",
+        "prediction_ts",
+        "probability",
+        "predicted_class",
+        "model_version",
+    ):
         out.append(gxe.ExpectColumnValuesToNotBeNull(column=c))
     for c in ts_columns:
-        out.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="prediction_ts", column_B=c, ignore_row_if="either_value_is_missing",
-        ))
+        out.append(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="prediction_ts",
+                column_B=c,
+                ignore_row_if="either_value_is_missing",
+            )
+        )
     return out
-
-
-def _publish(df: pd.DataFrame, path: Path) -> None:
-    """Replace ``path`` by a rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
-        stale.unlink()
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def score_day(
@@ -185,21 +194,22 @@ def score_day(
 
     Without ``model_dir`` the registry's champion is downloaded and its version recorded;
     with it, ``model_version`` (default ``unregistered``) is recorded. Raises
-    ``fti.validation.ValidationFailed`` (nothing published) when the predictions break their
+    ``fti.ground.validation.ValidationFailed`` (nothing published) when the predictions break their
     contract. Returns the file, its row count, the model version, the prediction instant, the
     mean probability, the predicted-delay share and the validation report's location.
     """
-    from fti.featurestore import ONLINE_VIEWS
-    from fti.validation import validate_frame
-    from training.dataset import TS_PREFIX
+    from fti.ground.validation import validate_frame
 
     settings = settings or get_settings()
-    day = _day(day)
+    day = as_day(day)
     start = day_start(day, settings.timezone)
     end = day_start(day + timedelta(days=1), settings.timezone)
     before = (day - timedelta(days=1)).isoformat()
-    missing = [v for v in ONLINE_VIEWS
-               if not (settings.offline_dir / v / f"date={before}" / PART_FILE).exists()]
+    missing = [
+        v
+        for v in online_views(settings)
+        if not files.day_partition(settings.offline_dir, v, before).exists()
+    ]
     if missing:
         raise FileNotFoundError(
             f"cannot score {day}: the features of {before} are not published for "
@@ -239,7 +249,8 @@ def score_day(
         report_dir=validation_report_dir(settings, day, run_id),
     )
     path = predictions_path(settings, day)
-    _publish(df, path)
+    # replaced by a rename: readers see the old file or the new one, never half
+    files.write_frame(df, path)
     result = {
         "day": day.isoformat(),
         "path": str(path),
@@ -250,5 +261,7 @@ def score_day(
         "predicted_delayed_share": round(float(df["predicted_class"].mean()), 6),
         "validation_report": str(report.report_page) if report.report_page else None,
     }
-    log.info("scored %s flights of %s with model %s: %s", len(df), day, result["model_version"], path)
+    log.info(
+        "scored %s flights of %s with model %s: %s", len(df), day, result["model_version"], path
+    )
     return result

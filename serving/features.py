@@ -28,9 +28,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from fti import featurestore
-from fti.settings import Settings, get_settings
-from training.dataset import FEATURE_SERVICE, TS_PREFIX, ViewSpec, _view_specs
+from fti.ground import compat, featurestore
+from fti.ground.contract import contract
+from fti.ground.featurestore import TS_PREFIX, ServedView
+from fti.ground.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,14 +52,20 @@ class ServiceSpec:
     """The feature service as the registry has it, resolved once per store."""
 
     service: FeatureService
-    views: list[ViewSpec]
+    views: list[ServedView]
     on_demand: list[tuple[Any, Any]]  # (OnDemandFeatureView, its projection)
 
     @functools.cached_property
     def feature_columns(self) -> list[str]:
+        """Every feature the service returns, batch views first, then on-demand."""
         cols = [f for v in self.views for f in v.features]
         cols += [f.name for _, proj in self.on_demand for f in proj.features]
         return cols
+
+    @functools.cached_property
+    def stamped_features(self) -> frozenset[str]:
+        """The first feature of each view: its row timestamps are the view's."""
+        return frozenset(v.features[0] for v in self.views)
 
     @functools.cached_property
     def entity_keys(self) -> list[str]:
@@ -74,11 +81,18 @@ class ServiceSpec:
     @functools.cached_property
     def dtypes(self) -> dict[str, str]:
         """pandas dtype per batch-view feature, from its Feast type (nullable integers)."""
-        names = {"Int32": "Int32", "Int64": "Int64", "Float32": "float64", "Float64": "float64",
-                 "String": "object", "Bool": "boolean"}
+        names = {
+            "Int32": "Int32",
+            "Int64": "Int64",
+            "Float32": "float64",
+            "Float64": "float64",
+            "String": "object",
+            "Bool": "boolean",
+        }
         return {
             f.name: names.get(str(f.dtype), "object")
-            for proj in self.service.feature_view_projections for f in proj.features
+            for proj in self.service.feature_view_projections
+            for f in proj.features
         }
 
 
@@ -93,8 +107,9 @@ def service_spec(store: FeatureStore) -> ServiceSpec:
     is read once, not per request)."""
     spec = _specs.get(store)
     if spec is None:
-        views, odfvs = _view_specs(store)
-        spec = ServiceSpec(store.get_feature_service(FEATURE_SERVICE), views, odfvs)
+        name = featurestore.feature_service_name()
+        views, odfvs = featurestore.resolve_service(store, name)
+        spec = ServiceSpec(store.get_feature_service(name), views, odfvs)
         _specs[store] = spec
     return spec
 
@@ -130,46 +145,6 @@ def as_of(settings: Settings | None = None, store: FeatureStore | None = None) -
     return now
 
 
-def fail_fast(store: FeatureStore, connect_timeout_s: float = 0.25, timeout_s: float = 0.4) -> None:
-    """Make the store's Redis reads fail within a second when Redis is down or hangs.
-
-    redis-py retries a failed command three times with up to 2, 4 and 8 s of backoff by
-    default; a service must answer 503 at once instead. One immediate retry stays, so a
-    connection left stale by a Redis restart is replaced without failing the request (two
-    tries of at most ``timeout_s`` each when Redis hangs). A no-op for the SQLite online store.
-    """
-    if store.config.online_store.type != "redis":
-        return
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    online = store._get_provider().online_store
-    # Feast builds its client lazily from the connection string; tune it before first use
-    client = online._get_client(store.config.online_store)
-    kwargs = client.connection_pool.connection_kwargs
-    kwargs.setdefault("socket_connect_timeout", connect_timeout_s)
-    kwargs.setdefault("socket_timeout", timeout_s)
-    client.set_retry(Retry(NoBackoff(), 1))
-
-
-async def _fail_fast_async(store: FeatureStore, connect_timeout_s: float = 0.25,
-                           timeout_s: float = 0.4) -> None:
-    """:func:`fail_fast` for Feast's asyncio Redis client (a separate client, made on first use
-    inside the running event loop)."""
-    online = store._get_provider().online_store
-    client = await online._get_client_async(store.config.online_store)
-    if getattr(client, "_fti_fail_fast", False):
-        return
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    kwargs = client.connection_pool.connection_kwargs
-    kwargs.setdefault("socket_connect_timeout", connect_timeout_s)
-    kwargs.setdefault("socket_timeout", timeout_s)
-    client.set_retry(Retry(NoBackoff(), 1))
-    client._fti_fail_fast = True
-
-
 def check_online_store(settings: Settings | None = None, store: FeatureStore | None = None) -> None:
     """Raise :class:`OnlineStoreUnavailable`, with a message saying what is wrong, unless the
     online store answers and something has been materialized."""
@@ -178,13 +153,12 @@ def check_online_store(settings: Settings | None = None, store: FeatureStore | N
     if settings.online_store == "redis":
         import redis
 
-        fail_fast(store)
-        online = store._get_provider().online_store
+        compat.fail_fast(store)
         try:
-            online._get_client(store.config.online_store).ping()
+            compat.ping_redis(store, settings)
         except redis.RedisError as err:
             raise OnlineStoreUnavailable(
-                f"Redis online store unreachable ({_redis_address(settings)}): {err}"
+                f"Redis online store unreachable ({redis_address(settings)}): {err}"
             ) from err
     else:
         path = settings.sqlite_online_path
@@ -198,8 +172,9 @@ def check_online_store(settings: Settings | None = None, store: FeatureStore | N
     as_of(settings, store)
 
 
-def _redis_address(settings: Settings) -> str:
-    # the connection string may hold a password: name the host and port only
+def redis_address(settings: Settings) -> str:
+    """Host and port of the Redis online store (never the password its connection string may
+    hold)."""
     return settings.redis_connection_string.get_secret_value().split(",")[0]
 
 
@@ -214,9 +189,6 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-#: Feast value fields of the scalar types the views use, read without Feast's general converter
-_SCALAR_VALUES = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val",
-                            "bool_val"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -251,8 +223,12 @@ def _flights_columns(flights, settings: Settings) -> tuple[dict[str, Any], np.nd
         cols = {c: flights[c].to_numpy() for c in flights.columns}
         ts = flights["sched_dep_ts"] if "sched_dep_ts" in flights.columns else None
         if ts is not None and isinstance(ts.dtype, pd.DatetimeTZDtype):
-            micros = ts.dt.tz_convert("UTC").astype("datetime64[us, UTC]").to_numpy(
-                dtype="datetime64[us]").view("int64")
+            micros = (
+                ts.dt.tz_convert("UTC")
+                .astype("datetime64[us, UTC]")
+                .to_numpy(dtype="datetime64[us]")
+                .view("int64")
+            )
         else:
             micros = None
     else:
@@ -265,8 +241,11 @@ def _flights_columns(flights, settings: Settings) -> tuple[dict[str, Any], np.nd
         raise ValueError(f"flights lack column(s): {', '.join(missing)}")
     if micros is None:
         zone = ZoneInfo(settings.timezone)
-        micros = np.fromiter((_utc_micros(v, zone) for v in cols["sched_dep_ts"]), dtype="int64",
-                             count=len(cols["sched_dep_ts"]))
+        micros = np.fromiter(
+            (_utc_micros(v, zone) for v in cols["sched_dep_ts"]),
+            dtype="int64",
+            count=len(cols["sched_dep_ts"]),
+        )
     return cols, micros
 
 
@@ -287,19 +266,27 @@ def _utc_index(micros: np.ndarray, valid: np.ndarray | None = None):
 
 
 def flight_id(df: pd.DataFrame, tz: str = "America/New_York") -> list[str]:
-    """The feature pipeline's flight key, 'YYYYMMDD-<carrier><number>-<origin>-<hhmm>' (local
-    date and time), for frames with a ``flight`` number column."""
+    """The feature pipeline's flight key in the format the flight entity declares
+    (``fti.ground.contract``; local date and time of ``sched_dep_ts``), for frames with a
+    ``flight`` number column."""
     import pandas as pd
 
-    # calendar fields from the index and one f-string per row: pandas' vectorized strftime
+    key = contract()
+    # calendar fields from the index and one %-format per row: pandas' vectorized strftime
     # takes milliseconds even for one row
     local = pd.DatetimeIndex(df["sched_dep_ts"]).tz_convert(tz)
-    return [
-        f"{y:04d}{m:02d}{d:02d}-{c}{int(n)}-{o}-{h:02d}{mi:02d}"
-        for y, m, d, h, mi, c, n, o in zip(
-            local.year, local.month, local.day, local.hour, local.minute,
-            df["carrier"].astype(str), df["flight"], df["origin"].astype(str), strict=True)
+    columns = {
+        "year": local.year,
+        "month": local.month,
+        "day": local.day,
+        "hour": local.hour,
+        "minute": local.minute,
+        "flight": [int(n) for n in df["flight"]],
+    }
+    fields = [
+        columns[f] if f in columns else df[f].astype(str).tolist() for f in key.flight_key_fields
     ]
+    return [key.flight_key_format % parts for parts in zip(*fields, strict=True)]
 
 
 def online_features(
@@ -338,7 +325,7 @@ async def online_features_async(
         return _assemble(req, {}, {})
     if req.store.config.online_store.type != "redis":
         return _assemble(req, *_lookup(req))
-    await _fail_fast_async(req.store)
+    await compat.fail_fast_async(req.store)
     try:
         response = await req.store.get_online_features_async(
             features=req.spec.feature_refs, entity_rows=_entities(req)
@@ -412,15 +399,17 @@ def _typed(raw: list, fresh: np.ndarray, dtype: str):
 
     present = np.fromiter((v is not None for v in raw), dtype=bool, count=len(raw)) & fresh
     if dtype in ("Int32", "Int64"):
-        data = np.fromiter((v if v is not None else 0 for v in raw), dtype=dtype.lower(),
-                           count=len(raw))
+        data = np.fromiter(
+            (v if v is not None else 0 for v in raw), dtype=dtype.lower(), count=len(raw)
+        )
         return pd.arrays.IntegerArray(data, ~present)
     if dtype == "boolean":
         data = np.fromiter((bool(v) for v in raw), dtype=bool, count=len(raw))
         return pd.arrays.BooleanArray(data, ~present)
     if dtype == "float64":
-        data = np.fromiter((v if v is not None else np.nan for v in raw), dtype="float64",
-                           count=len(raw))
+        data = np.fromiter(
+            (v if v is not None else np.nan for v in raw), dtype="float64", count=len(raw)
+        )
         data[~present] = np.nan
         return data
     out = _object_array(list(raw))
@@ -449,31 +438,13 @@ def _lookup(req: _Request):
 
 
 def _read(response, req: _Request):
-    from feast.type_map import feast_value_type_to_python_type
-
-    names = list(response.proto.metadata.feature_names.val)
-    results = response.proto.results
-    values: dict[str, list] = {}
-    for name, vector in zip(names, results, strict=True):
-        # what OnlineResponse.to_dict does, without its general converter for the scalar types
-        # the views use (a function call per value cost ~1.4 ms per 64 rows)
-        out = []
-        for v in vector.values:
-            kind = v.WhichOneof("val")
-            if kind is None:
-                out.append(None)
-            elif kind in _SCALAR_VALUES:
-                out.append(getattr(v, kind))
-            else:
-                out.append(feast_value_type_to_python_type(v))
-        values[name] = out
-    position = {name: i for i, name in enumerate(names)}
+    """Feature values by name and each view's row timestamps in microseconds (0 where the
+    entity has no row) of one online response."""
+    _, values, micros_of = compat.read_online_response(response, req.spec.stamped_features)
     micros = {}
     for view in req.spec.views:
         # every feature of a view comes from the same row: the first one's timestamps are the
         # view's, read from the response itself to the microsecond
-        stamps = results[position[view.features[0]]].event_timestamps
-        micros[view.name] = np.fromiter(
-            (t.seconds * 1_000_000 + t.nanos // 1000 for t in stamps), dtype="int64", count=req.n
-        )
+        stamps = micros_of[view.features[0]]
+        micros[view.name] = np.fromiter(stamps, dtype="int64", count=req.n)
     return values, micros

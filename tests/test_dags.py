@@ -13,7 +13,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-HEAVY = ("pyspark", "feast", "great_expectations", "torch", "bentoml", "mlflow", "pandas", "sklearn")
+HEAVY = (
+    "pyspark",
+    "feast",
+    "great_expectations",
+    "torch",
+    "bentoml",
+    "mlflow",
+    "pandas",
+    "sklearn",
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +62,18 @@ def test_no_heavy_import_at_module_level(path):
 
 
 def test_feature_pipeline_shape(dagbag):
-    from fti.assets import FEATURES
+    from fti.ground.assets import FEATURES
 
     dag = dagbag.dags["feature_pipeline"]
-    order = ["land", "validate_raw", "compute_features", "validate_features", "publish",
-             "feast_apply", "materialize"]
+    order = [
+        "land",
+        "validate_raw",
+        "compute_features",
+        "validate_features",
+        "publish",
+        "feast_apply",
+        "materialize",
+    ]
     for up, down in zip(order, order[1:], strict=False):
         assert down in dag.task_dict[up].downstream_task_ids
     assert dag.max_active_runs == 1
@@ -65,15 +81,21 @@ def test_feature_pipeline_shape(dagbag):
 
 
 def test_schedule_covers_local_days():
-    from fti.timetables import DailyReplayTimetable
+    from fti.ground.timetables import DailyReplayTimetable
 
     tt = DailyReplayTimetable("0 0 * * *", timezone="America/New_York")
     ny = "America/New_York"
     # a bare date (`airflow dags test feature_pipeline 2013-01-05`, parsed in the default time
     # zone the project sets) is that local day, not the day before as Airflow's default has it
     iv = tt.infer_manual_data_interval(run_after=pendulum.datetime(2013, 1, 5, tz=ny))
-    assert (iv.start, iv.end) == (pendulum.datetime(2013, 1, 5, tz=ny), pendulum.datetime(2013, 1, 6, tz=ny))
+    assert (iv.start, iv.end) == (
+        pendulum.datetime(2013, 1, 5, tz=ny),
+        pendulum.datetime(2013, 1, 6, tz=ny),
+    )
     # any other instant: the local day that contains it
     iv = tt.infer_manual_data_interval(run_after=pendulum.datetime(2013, 3, 10, 15, tz=ny))
-    assert (iv.start, iv.end) == (pendulum.datetime(2013, 3, 10, tz=ny), pendulum.datetime(2013, 3, 11, tz=ny))
+    assert (iv.start, iv.end) == (
+        pendulum.datetime(2013, 3, 10, tz=ny),
+        pendulum.datetime(2013, 3, 11, tz=ny),
+    )
     assert (iv.end - iv.start).in_hours() == 23  # the DST day is 23 hours long

@@ -18,17 +18,17 @@ import pandas as pd
 import pytest
 from helpers import DAYS, run, use_source, write_source
 
-from feature_repo.jobs import features, land
-from fti import featurestore
-from fti.settings import get_settings
+from fti.ground import featurestore
+from fti.ground.contract import contract
+from fti.ground.files import day_partition
+from fti.ground.settings import get_settings
 
 pytestmark = pytest.mark.slow
 
 
-
 def offline_files(settings, days=DAYS) -> dict[str, list[Path]]:
     out = {}
-    for view in features.VIEWS:
+    for view in contract().view_names:
         for d in days:
             folder = settings.offline_dir / view / f"date={d.isoformat()}"
             out[f"{view}/{d}"] = sorted(p for p in folder.iterdir()) if folder.exists() else []
@@ -47,19 +47,34 @@ def test_two_consecutive_days_publish_and_materialize(two_days):
     labels = pd.read_parquet(settings.offline_dir / "flight_labels")
     assert set(labels["date"].astype(str)) == {"2013-01-01", "2013-01-02"}
     # every departed flight of those days has exactly one label row
-    raw = [pd.read_parquet(land.partition_path(settings.raw_dir, "flights", d)) for d in DAYS]
+    raw = [pd.read_parquet(day_partition(settings.raw_dir, "flights", d)) for d in DAYS]
     departed = sum(int(df["dep_delay"].notna().sum()) for df in raw)
     assert len(labels) == departed
     assert labels["flight_id"].is_unique
     counts = featurestore.online_entity_counts(settings)
+    # every view declared online=True was materialized (nothing else lists them)
+    assert set(counts) == set(contract().online_views)
+    assert all(n > 0 for n in counts.values()), counts
     assert counts["origin_weather_hourly"] == 3
     assert counts["carrier_delay_history"] >= 10
     assert counts["route_delay_history"] > 100
     assert counts["plane_attributes"] > 500
+    # each day's features event names the day it published: what training and inference read
+    from helpers import asset_events
+
+    from fti.ground.assets import FEATURES
+
+    named = [extra for _, extra in asset_events(FEATURES.name)]
+    for d in DAYS:
+        assert {"first_day": d.isoformat(), "last_day": d.isoformat()}.items() <= next(
+            e for e in named if e.get("last_day") == d.isoformat()
+        ).items()
     # every raw table and feature view of the day left a result naming its own HTML page
     results = list((settings.reports_dir / "validation").glob("*/*/2013-01-02/*/result.json"))
     assert {p.parts[-5] for p in results} == {"raw", "features"}
-    assert len(results) == 8
+    from fti.ground.source import DAILY_TABLES
+
+    assert len(results) == len(DAILY_TABLES) + len(contract().view_names)
     for r in results:
         page = Path(json.loads(r.read_text())["report"])
         assert page.is_file() and page.suffix == ".html"
@@ -70,9 +85,14 @@ def test_two_consecutive_days_publish_and_materialize(two_days):
 def test_online_store_serves_latest_values(two_days):
     settings = get_settings()
     store = featurestore.feature_store(settings)
-    svc = store.get_feature_service(featurestore.FEATURE_SERVICE)
-    row = {"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N14228",
-           "sched_dep_ts": pd.Timestamp("2013-01-03 10:00", tz="America/New_York")}
+    svc = store.get_feature_service(featurestore.feature_service_name())
+    row = {
+        "carrier": "UA",
+        "origin": "EWR",
+        "dest": "IAH",
+        "tailnum": "N14228",
+        "sched_dep_ts": pd.Timestamp("2013-01-03 10:00", tz="America/New_York"),
+    }
     got = store.get_online_features(features=svc, entity_rows=[row]).to_dict()
     hist = pd.read_parquet(settings.offline_dir / "carrier_delay_history")
     last = hist[hist.carrier == "UA"].sort_values("event_timestamp").iloc[-1]
@@ -82,14 +102,16 @@ def test_online_store_serves_latest_values(two_days):
 
 
 def test_rerun_and_killed_publish_leave_one_copy(two_days):
-    from fti.demo import run_days
+    from fti.apps.demo import run_days
 
     settings = get_settings()
     before = {k: pd.read_parquet(v[0]) for k, v in offline_files(settings).items()}
     # what a publish killed mid-way and a Spark write killed mid-way leave behind
     part = settings.offline_dir / "route_delay_history" / "date=2013-01-02"
     (part / ".part-0.parquet.deadbeef.tmp").write_bytes(b"half a file")
-    stale = settings.staging_dir / "2013-01-02_2013-01-02" / "route_delay_history" / "date=2013-01-02"
+    stale = (
+        settings.staging_dir / "2013-01-02_2013-01-02" / "route_delay_history" / "date=2013-01-02"
+    )
     stale.mkdir(parents=True, exist_ok=True)
     (stale / "part-00000-half.snappy.parquet").write_bytes(b"PAR1 garbage")
 
@@ -97,7 +119,9 @@ def test_rerun_and_killed_publish_leave_one_copy(two_days):
     assert run_days(DAYS[1], DAYS[1], settings) == [(DAYS[1], "success")]
     from airflow.models.dagrun import DagRun
 
-    (rerun,) = [r for r in DagRun.find(dag_id="feature_pipeline") if r.end_date and r.end_date >= t0]
+    (rerun,) = [
+        r for r in DagRun.find(dag_id="feature_pipeline") if r.end_date and r.end_date >= t0
+    ]
     # the UI shows when the run really ran, not a 13-year run starting at its logical date
     assert t0 <= rerun.start_date <= rerun.end_date
 
@@ -114,8 +138,11 @@ def test_rerun_and_killed_publish_leave_one_copy(two_days):
 def test_airflow_dags_test_cli_runs_one_local_day(two_days):
     """`airflow dags test feature_pipeline 2013-01-03` lands and publishes exactly that day."""
     settings = get_settings()
-    proc = run([sys.executable, "-m", "airflow", "dags", "test", "feature_pipeline", "2013-01-03"],
-               env={"FTI_SOURCE_DIR": os.environ["FTI_SOURCE_DIR"]}, check=False)
+    proc = run(
+        [sys.executable, "-m", "airflow", "dags", "test", "feature_pipeline", "2013-01-03"],
+        env={"FTI_SOURCE_DIR": os.environ["FTI_SOURCE_DIR"]},
+        check=False,
+    )
     assert "state=success" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
     days = sorted(p.name for p in (settings.raw_dir / "flights").iterdir())
     assert days == ["date=2013-01-01", "date=2013-01-02", "date=2013-01-03"]
@@ -125,7 +152,7 @@ def test_airflow_dags_test_cli_runs_one_local_day(two_days):
 
 def _corrupt(kind: str, flights: pd.DataFrame, weather: pd.DataFrame):
     f, w = flights.copy(), weather.copy()
-    day3 = (f.day == 3)
+    day3 = f.day == 3
     idx = f[day3].index[:3]
     if kind == "missing column":
         f = f.drop(columns=["distance"])
@@ -157,8 +184,10 @@ BAD = {
 
 
 @pytest.mark.parametrize("kind", list(BAD))
-def test_bad_raw_day_stops_at_raw_boundary(kind, two_days, good_source, real_tables, tmp_path, capfd):
-    from fti.demo import load_dag, run_days
+def test_bad_raw_day_stops_at_raw_boundary(
+    kind, two_days, good_source, real_tables, tmp_path, capfd
+):
+    from fti.apps.demo import load_dag, run_days
 
     settings = get_settings()
     published = [p for files in offline_files(settings).values() for p in files]
@@ -184,7 +213,9 @@ def test_bad_raw_day_stops_at_raw_boundary(kind, two_days, good_source, real_tab
     last = max(runs, key=lambda r: r.start_date)
     tis = {ti.task_id: ti.state for ti in last.get_task_instances()}
     assert tis["validate_raw"] == "failed"
-    assert all(tis[t] == "upstream_failed" for t in
-               ("compute_features", "validate_features", "publish", "feast_apply", "materialize"))
+    assert all(
+        tis[t] == "upstream_failed"
+        for t in ("compute_features", "validate_features", "publish", "feast_apply", "materialize")
+    )
     assert digest(published) == offline_before
     assert digest([settings.sqlite_online_path]) == online_before

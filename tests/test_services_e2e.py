@@ -83,8 +83,10 @@ def scaled_env(tmp_path_factory, postgres_db, redis_db):
 
 
 def _runs(env) -> list[dict]:
-    out = run([sys.executable, "-m", "airflow", "dags", "list-runs", "feature_pipeline", "-o", "json"],
-              env=env).stdout
+    out = run(
+        [sys.executable, "-m", "airflow", "dags", "list-runs", "feature_pipeline", "-o", "json"],
+        env=env,
+    ).stdout
     # warnings are logged to stdout too: the runs are the one line that is a JSON list
     for line in reversed(out.splitlines()):
         if line.startswith("[{") or line.strip() == "[]":
@@ -99,9 +101,19 @@ def test_backfill_with_postgres_metadata_and_redis_online_store(scaled_env):
     run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env)
 
     log = open(Path(env["FTI_HOME"]) / "standalone.log", "w")
-    full = {**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=full, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    full = {
+        **os.environ,
+        **env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "standalone"],
+        env=full,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/api/v2/monitor/health"
         deadline = time.monotonic() + 180
@@ -116,9 +128,24 @@ def test_backfill_with_postgres_metadata_and_redis_online_store(scaled_env):
             time.sleep(2)
 
         run([sys.executable, "-m", "airflow", "dags", "unpause", "feature_pipeline"], env=env)
-        run([sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", "feature_pipeline",
-             "--from-date", "2013-01-01", "--to-date", "2013-01-02", "--max-active-runs", "1"],
-            env=env)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "backfill",
+                "create",
+                "--dag-id",
+                "feature_pipeline",
+                "--from-date",
+                "2013-01-01",
+                "--to-date",
+                "2013-01-02",
+                "--max-active-runs",
+                "1",
+            ],
+            env=env,
+        )
         deadline = time.monotonic() + 900
         while True:
             runs = _runs(env)
@@ -127,8 +154,9 @@ def test_backfill_with_postgres_metadata_and_redis_online_store(scaled_env):
                 break
             assert time.monotonic() < deadline, (states, Path(log.name).read_text()[-3000:])
             time.sleep(5)
-        assert states == [("2013-01-01", "success"), ("2013-01-02", "success")], \
-            Path(log.name).read_text()[-5000:]
+        assert states == [("2013-01-01", "success"), ("2013-01-02", "success")], Path(
+            log.name
+        ).read_text()[-5000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -144,8 +172,10 @@ def test_backfill_with_postgres_metadata_and_redis_online_store(scaled_env):
     assert sorted(p.name for p in offline.iterdir()) == ["date=2013-01-01", "date=2013-01-02"]
 
     # Feast's online store is the Redis one, and holds the materialized entities
-    code = ("from fti import featurestore; import json; "
-            "print(json.dumps(featurestore.online_entity_counts()))")
+    code = (
+        "from fti.ground import featurestore; import json; "
+        "print(json.dumps(featurestore.online_entity_counts()))"
+    )
     counts = json.loads(run([sys.executable, "-c", code], env=env).stdout.strip().splitlines()[-1])
     assert counts["origin_weather_hourly"] == 3
     assert counts["carrier_delay_history"] >= 10

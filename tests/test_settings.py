@@ -5,14 +5,22 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fti.airflow_env import airflow_env
-from fti.settings import Settings
+from fti.ground.airflow_env import airflow_env
+from fti.ground.settings import Settings
 
 
 def test_defaults_keep_all_state_under_home(tmp_path):
     s = Settings(home=tmp_path)
-    for p in (s.raw_dir, s.offline_dir, s.staging_dir, s.reports_dir, s.feast_dir, s.airflow_dir,
-              Path(s.registry), s.sqlite_online_path):
+    for p in (
+        s.raw_dir,
+        s.offline_dir,
+        s.staging_dir,
+        s.reports_dir,
+        s.feast_dir,
+        s.airflow_dir,
+        Path(s.registry),
+        s.sqlite_online_path,
+    ):
         assert tmp_path in Path(p).parents
     assert s.online_store == "sqlite"
     assert s.spark_master.startswith("local")
@@ -42,15 +50,20 @@ def test_airflow_env_follows_settings(tmp_path):
     env = airflow_env(Settings(home=tmp_path))
     assert env["AIRFLOW_HOME"] == str(tmp_path / "airflow")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///" + str(tmp_path))
-    pg = airflow_env(Settings(home=tmp_path, airflow_database_url="postgresql+psycopg2://u:pw@h/db"))
+    pg = airflow_env(
+        Settings(home=tmp_path, airflow_database_url="postgresql+psycopg2://u:pw@h/db")
+    )
     assert pg["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql+psycopg2://u:pw@h/db"
 
 
 def test_redis_yaml_keeps_the_secret_out_of_the_file(tmp_path):
-    from fti.featurestore import write_yaml
+    from fti.ground.featurestore import write_yaml
 
-    s = Settings(home=tmp_path, online_store="redis",
-                 redis_connection_string="localhost:6379,password=hunter2")
+    s = Settings(
+        home=tmp_path,
+        online_store="redis",
+        redis_connection_string="localhost:6379,password=hunter2",
+    )
     text = write_yaml(s).read_text()
     assert "hunter2" not in text
     assert "${FTI_REDIS_CONNECTION_STRING}" in text

@@ -1,3 +1,4 @@
-"""The training pipeline (T): point-in-time training sets from Feast (``training.dataset``), the
-PyTorch model (``training.model``) and its entry point ``python -m training``
-(``training.train``). The registry, the evaluation gate and the DAG are still to come."""
+"""The training pipeline (T): point-in-time training sets (``training.dataset``), the PyTorch
+model (``training.model``) and its entry point ``python -m training`` (``training.train``, which
+needs only torch, numpy, pandas and pyarrow), the evaluation gate (``training.gate``), the MLflow
+registry (``training.registry``) and the DAG's steps (``training.pipeline``)."""

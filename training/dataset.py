@@ -16,20 +16,20 @@ cells as ``FeatureStore.get_historical_features`` for every row.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fti.settings import Settings, get_settings
+from fti.ground import files
+from fti.ground.contract import DEFAULT_PRESENT_SHARE, contract
+from fti.ground.featurestore import TS_PREFIX, resolve_service
+from fti.ground.settings import Settings, get_settings
+from training.snapshots import LABEL_METADATA
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FEATURE_SERVICE = "flight_delay_v1"
-LABEL = "dep_delayed_15"
-#: prefix of the columns holding each view's feature timestamp (not features; for validation)
-TS_PREFIX = "_feature_ts__"
+#: the spine's columns besides the label: the flight key, the entity keys and the departure
 SPINE_COLUMNS = ["flight_id", "carrier", "origin", "dest", "tailnum", "sched_dep_ts"]
 
 
@@ -44,48 +44,20 @@ def load_spine(
     import pyarrow.dataset as ds
 
     settings = settings or get_settings()
-    dataset = ds.dataset(settings.offline_dir / "flight_labels", format="parquet", partitioning="hive")
+    key = contract(settings)
+    dataset = ds.dataset(
+        settings.offline_dir / key.label_view, format="parquet", partitioning="hive"
+    )
     filt = None
     if first is not None:
         filt = ds.field("date") >= first.isoformat()
     if last is not None:
         f2 = ds.field("date") <= last.isoformat()
         filt = f2 if filt is None else filt & f2
-    table = dataset.to_table(columns=[*SPINE_COLUMNS, LABEL], filter=filt)
+    table = dataset.to_table(columns=[*SPINE_COLUMNS, key.label], filter=filt)
     spine = table.to_pandas()
     spine["event_timestamp"] = spine["sched_dep_ts"] - horizon
     return spine.sort_values(["event_timestamp", "flight_id"], ignore_index=True)
-
-
-@dataclass(frozen=True)
-class ViewSpec:
-    name: str
-    keys: list[str]
-    features: list[str]
-    ttl: timedelta
-    path: str
-
-
-def _view_specs(store) -> tuple[list[ViewSpec], list]:
-    """The batch views and on-demand views of the feature service, as the registry has them."""
-    service = store.get_feature_service(FEATURE_SERVICE)
-    specs, odfvs = [], []
-    for proj in service.feature_view_projections:
-        try:
-            fv = store.get_feature_view(proj.name)
-        except Exception:  # not a batch view: an on-demand one
-            odfvs.append((store.get_on_demand_feature_view(proj.name), proj))
-            continue
-        specs.append(
-            ViewSpec(
-                name=fv.name,
-                keys=[e.name for e in fv.entity_columns],
-                features=[f.name for f in proj.features],
-                ttl=fv.ttl,
-                path=fv.batch_source.path,
-            )
-        )
-    return specs, odfvs
 
 
 def point_in_time_join(spine: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
@@ -95,11 +67,11 @@ def point_in_time_join(spine: pd.DataFrame, settings: Settings | None = None) ->
     """
     import duckdb
 
-    from fti import featurestore
+    from fti.ground import featurestore
 
     settings = settings or get_settings()
     store = featurestore.feature_store(settings)
-    specs, odfvs = _view_specs(store)
+    specs, odfvs = resolve_service(store, featurestore.feature_service_name(settings))
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -113,7 +85,9 @@ def point_in_time_join(spine: pd.DataFrame, settings: Settings | None = None) ->
         # ASOF picks the latest feature row at or before the spine row; a row older than the
         # view's TTL is no row at all (Feast's rule), so its features become null
         fresh = (
-            f"v.event_timestamp >= s.event_timestamp - to_microseconds({ttl_us})" if ttl_us else "TRUE"
+            f"v.event_timestamp >= s.event_timestamp - to_microseconds({ttl_us})"
+            if ttl_us
+            else "TRUE"
         )
         selected = [f'CASE WHEN {fresh} THEN v."{f}" END AS "{f}"' for f in spec.features]
         # the feature row's own timestamp, kept so validation can prove nothing comes from after
@@ -140,7 +114,9 @@ def _add_on_demand(out: pd.DataFrame, odfvs: list) -> pd.DataFrame:
     return out
 
 
-def point_in_time_join_spark(spine: pd.DataFrame, settings: Settings | None = None, spark=None) -> pd.DataFrame:
+def point_in_time_join_spark(
+    spine: pd.DataFrame, settings: Settings | None = None, spark=None
+) -> pd.DataFrame:
     """The same join as :func:`point_in_time_join` on Spark, for spines and stores that outgrow
     one machine (``FTI_TRAINING_SET_ENGINE=spark``; the session follows ``FTI_SPARK_MASTER``).
 
@@ -151,12 +127,13 @@ def point_in_time_join_spark(spine: pd.DataFrame, settings: Settings | None = No
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from feature_repo.jobs.features import build_session
-    from fti import featurestore
+    from fti.ground import featurestore
+    from fti.ground.spark import build_session
 
     settings = settings or get_settings()
     spark = spark or build_session(settings)
-    specs, odfvs = _view_specs(featurestore.feature_store(settings))
+    store = featurestore.feature_store(settings)
+    specs, odfvs = resolve_service(store, featurestore.feature_service_name(settings))
     base = spine.reset_index(drop=True).copy()
     base["_row"] = range(len(base))
     keys_needed = sorted({k for spec in specs for k in spec.keys})
@@ -182,8 +159,13 @@ def point_in_time_join_spark(spine: pd.DataFrame, settings: Settings | None = No
         joined = left.join(v, cond, "inner")
         latest = Window.partitionBy("_row").orderBy(F.col("_fts").desc())
         picked = (
-            joined.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1")
-            .select("_row", *[v[f] for f in spec.features], F.col("_fts").alias(f"{TS_PREFIX}{spec.name}"))
+            joined.withColumn("_rank", F.row_number().over(latest))
+            .where("_rank = 1")
+            .select(
+                "_row",
+                *[v[f] for f in spec.features],
+                F.col("_fts").alias(f"{TS_PREFIX}{spec.name}"),
+            )
         )
         part = picked.toPandas()
         ts_col = f"{TS_PREFIX}{spec.name}"
@@ -220,7 +202,11 @@ def content_hash(df: pd.DataFrame) -> str:
 
 
 def time_split(
-    df: pd.DataFrame, cutoff_day: date, test_days: int = 3, validation_days: int = 3, tz: str = "America/New_York"
+    df: pd.DataFrame,
+    cutoff_day: date,
+    test_days: int = 3,
+    validation_days: int = 3,
+    tz: str = "America/New_York",
 ) -> pd.Series:
     """``train`` / ``validation`` / ``test`` by scheduled departure day, never shuffled across
     time: the test window is the last ``test_days`` local days up to ``cutoff_day``, validation
@@ -237,69 +223,78 @@ def time_split(
     return split
 
 
-def write_snapshot(df: pd.DataFrame, folder: Path) -> tuple[Path, str]:
-    """Write ``df`` as ``<folder>/<hash>.parquet`` (write-then-rename); returns path and hash."""
-    import os
+def write_snapshot(df: pd.DataFrame, folder: Path, label: str | None = None) -> tuple[Path, str]:
+    """Write ``df`` as ``<folder>/<hash>.parquet`` (write-then-rename), its label column
+    (default: the contract's) named in the file's metadata; returns path and hash."""
+    import pyarrow as pa
 
+    label = label or contract().label
     digest = content_hash(df)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{digest[:16]}.parquet"
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    path = Path(folder) / f"{digest[:16]}.parquet"
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), LABEL_METADATA: label.encode()}
+    )
+    with files.replacing(path) as tmp:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, tmp)
     return path, digest
 
 
-def expectations(cutoff_end, feature_columns: list[str], ts_columns: list[str]) -> list:
-    """The training set's contract: label share, null rates, ranges, no feature from after its
-    row, and no row after the cut-off."""
+def expectations(
+    cutoff_end, feature_columns: list[str], ts_columns: list[str], settings: Settings | None = None
+) -> list:
+    """The training set's contract: label share, null rates, no feature from after its row, and
+    no row after the cut-off.
+
+    Each feature's null rate is its declaration's ``present_share`` (``fti.ground.contract``;
+    weather gusts are only reported when there are gusts, planes missing from the planes table
+    have no attributes, a delay mean is null for a route with no departure in its window). Its
+    values were checked by its view's suite before the partition was published.
+    """
     import great_expectations.expectations as gxe
 
+    key = contract(settings)
+    label = key.label
     out = [
         gxe.ExpectTableRowCountToBeBetween(min_value=100),
-        gxe.ExpectColumnValuesToNotBeNull(column=LABEL),
-        gxe.ExpectColumnValuesToBeInSet(column=LABEL, value_set=[0, 1]),
-        gxe.ExpectColumnMeanToBeBetween(column=LABEL, min_value=0.05, max_value=0.6),
-        gxe.ExpectColumnValuesToBeUnique(column="flight_id"),
+        gxe.ExpectColumnValuesToNotBeNull(column=label),
+        gxe.ExpectColumnValuesToBeInSet(column=label, value_set=[0, 1]),
+        gxe.ExpectColumnMeanToBeBetween(column=label, min_value=0.05, max_value=0.6),
+        gxe.ExpectColumnValuesToBeUnique(column=key.flight_key),
         gxe.ExpectColumnValuesToBeBetween(column="sched_dep_ts", max_value=cutoff_end),
-        gxe.ExpectColumnValuesToBeBetween(column="carrier_delayed_share_7d", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="route_delayed_share_7d", min_value=0, max_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="temp_f", min_value=-40, max_value=130),
-        gxe.ExpectColumnValuesToBeBetween(column="dep_hour_local", min_value=0, max_value=23),
     ]
-    # null rates: weather gusts are only reported when there are gusts, planes missing from the
-    # planes table have no attributes, and a delay mean or share is null for a route with no
-    # departure in its window (common in the data set's first days); the rest is mostly present
-    sparse = {"wind_gust_mph": 0.0, "pressure_mb": 0.7}
+    declared = key.features
     for c in feature_columns:
-        if c.startswith("plane_"):
-            mostly = 0.6
-        elif "_dep_delay_mean_" in c or "_delayed_share_" in c:
-            mostly = 0.7
-        else:
-            mostly = sparse.get(c, 0.9)
+        spec = declared.get(c)
+        mostly = spec.present_share if spec is not None else DEFAULT_PRESENT_SHARE
         if mostly > 0:
             out.append(gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly))
     for c in ts_columns:
         out.append(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="event_timestamp", column_B=c, or_equal=True,
+                column_A="event_timestamp",
+                column_B=c,
+                or_equal=True,
                 ignore_row_if="either_value_is_missing",
             )
         )
     return out
 
 
-def validate(df: pd.DataFrame, cutoff_end, report_dir: Path | None):
+def validate(
+    df: pd.DataFrame, cutoff_end, report_dir: Path | None, settings: Settings | None = None
+):
     """Great Expectations on a training set; raises ``ValidationFailed`` naming each failure."""
-    from fti.validation import validate_frame
+    from fti.ground.validation import validate_frame
 
     ts_cols = [c for c in df.columns if c.startswith(TS_PREFIX)]
-    fixed = {*SPINE_COLUMNS, LABEL, "event_timestamp", *ts_cols}
+    fixed = {*SPINE_COLUMNS, contract(settings).label, "event_timestamp", *ts_cols}
     features = [c for c in df.columns if c not in fixed]
     return validate_frame(
         df,
         boundary="training set",
-        expectations=expectations(cutoff_end, features, ts_cols),
+        expectations=expectations(cutoff_end, features, ts_cols, settings),
         report_dir=report_dir,
     )

@@ -16,13 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.train import LABEL, metrics
+from fti.ground.contract import contract
+from training.train import metrics
 
 REQUIRED = ("roc_auc", "log_loss", "calibration_error")
 
 
 @dataclass(frozen=True)
 class GateConfig:
+    """The gate's thresholds (``FTI_GATE_*``)."""
+
     min_roc_auc: float = 0.55
     max_log_loss: float = 0.6
     max_calibration_error: float = 0.1
@@ -45,10 +48,13 @@ class GateConfig:
 
 @dataclass
 class Decision:
+    """Whether to promote, and every reason why (not)."""
+
     promote: bool
     reasons: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        """The decision as one line for logs and the registry."""
         if self.promote:
             return "promote: " + "; ".join(self.reasons)
         return "not promoted: " + "; ".join(self.reasons)
@@ -59,8 +65,9 @@ def _finite(m: dict | None, key: str) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def decide(candidate: dict, baseline: dict | None, champion: dict | None,
-           config: GateConfig = GateConfig()) -> Decision:
+def decide(
+    candidate: dict, baseline: dict | None, champion: dict | None, config: GateConfig = GateConfig()
+) -> Decision:
     """Whether ``candidate`` (test-window metrics) replaces ``champion`` (None: no champion)."""
     reasons: list[str] = []
     missing = [k for k in REQUIRED if not _finite(candidate, k)]
@@ -79,7 +86,9 @@ def decide(candidate: dict, baseline: dict | None, champion: dict | None,
         if not _finite(baseline, "roc_auc"):
             reasons.append("baseline ROC AUC missing or not a number")
         elif c["roc_auc"] < baseline["roc_auc"] - config.baseline_tolerance:
-            reasons.append(f"ROC AUC {c['roc_auc']:.4f} below the baseline's {baseline['roc_auc']:.4f}")
+            reasons.append(
+                f"ROC AUC {c['roc_auc']:.4f} below the baseline's {baseline['roc_auc']:.4f}"
+            )
     if champion is not None:
         if not _finite(champion, "roc_auc"):
             reasons.append("champion ROC AUC missing or not a number: keeping the champion")
@@ -90,10 +99,15 @@ def decide(candidate: dict, baseline: dict | None, champion: dict | None,
             )
     if reasons:
         return Decision(False, reasons)
-    why = [f"ROC AUC {c['roc_auc']:.4f}, log loss {c['log_loss']:.4f}, "
-           f"calibration error {c['calibration_error']:.4f} pass the thresholds"]
-    why.append("no champion yet" if champion is None
-               else f"beats the champion's ROC AUC {champion['roc_auc']:.4f}")
+    why = [
+        f"ROC AUC {c['roc_auc']:.4f}, log loss {c['log_loss']:.4f}, "
+        f"calibration error {c['calibration_error']:.4f} pass the thresholds"
+    ]
+    why.append(
+        "no champion yet"
+        if champion is None
+        else f"beats the champion's ROC AUC {champion['roc_auc']:.4f}"
+    )
     return Decision(True, why)
 
 
@@ -119,9 +133,10 @@ def baseline_metrics(snapshot: pd.DataFrame, seed: int = 0) -> dict:
 
     from training.model import Preprocessor
 
+    label = contract().label
     train = snapshot[snapshot["split"] == "train"]
     test = snapshot[snapshot["split"] == "test"]
-    pre = Preprocessor.fit(train)
+    pre = Preprocessor.fit(train, exclude={label})
 
     def features(df: pd.DataFrame) -> np.ndarray:
         cats, nums = pre.transform(df)
@@ -129,9 +144,11 @@ def baseline_metrics(snapshot: pd.DataFrame, seed: int = 0) -> dict:
 
     n_cat = len(pre.categorical)
     model = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.05, random_state=seed,
+        max_iter=200,
+        learning_rate=0.05,
+        random_state=seed,
         categorical_features=list(range(n_cat)) if n_cat else None,
     )
-    model.fit(features(train), train[LABEL].to_numpy())
+    model.fit(features(train), train[label].to_numpy())
     p = model.predict_proba(features(test))[:, 1]
-    return metrics(test[LABEL].to_numpy(), p)
+    return metrics(test[label].to_numpy(), p)

@@ -15,7 +15,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from fti.settings import Settings, get_settings
+from fti.ground import files
+from fti.ground.contract import contract
+from fti.ground.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,29 +27,54 @@ def _safe(text: str) -> str:
 
 
 def latest_label_day(settings: Settings) -> date:
-    days = sorted(p.name.removeprefix("date=") for p in (settings.offline_dir / "flight_labels").glob("date=*"))
+    """The latest day whose labels are published."""
+    view = contract(settings).label_view
+    days = files.partition_days(settings.offline_dir / view)
     if not days:
         raise FileNotFoundError(
-            f"no flight_labels partitions under {settings.offline_dir}: run the feature pipeline first"
+            f"no {view} partitions under {settings.offline_dir}: run the feature pipeline first"
         )
     return date.fromisoformat(days[-1])
 
 
-def build_training_set(run_id: str = "manual", settings: Settings | None = None) -> dict:
-    """Spine + point-in-time join up to the latest published day, validated, split, saved."""
+def build_training_set(
+    run_id: str = "manual", settings: Settings | None = None, through: date | None = None
+) -> dict:
+    """Spine + point-in-time join of the days up to ``through`` (the day the triggering event
+    published; the latest published day when None), validated, split, saved."""
     from training import dataset
 
     settings = settings or get_settings()
-    cutoff = latest_label_day(settings)
+    latest = latest_label_day(settings)
+    if through is None:
+        log.info("no day given: training through the latest published day, %s", latest)
+        cutoff = latest
+    elif through > latest:
+        raise FileNotFoundError(
+            f"cannot train through {through}: the labels are published through {latest} only"
+        )
+    else:
+        cutoff = through
     first = settings.first_day
     spine = dataset.load_spine(settings, first=first, last=cutoff)
     df = dataset.join_features(spine, settings)
     nxt = cutoff + timedelta(days=1)
     cutoff_end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=ZoneInfo(settings.timezone))
-    report_dir = settings.reports_dir / "validation" / "training_set" / "flight_delay_v1" / cutoff.isoformat() / _safe(run_id)
+    report_dir = (
+        settings.reports_dir
+        / "validation"
+        / "training_set"
+        / "flight_delay_v1"
+        / cutoff.isoformat()
+        / _safe(run_id)
+    )
     dataset.validate(df, cutoff_end, report_dir)
     df["split"] = dataset.time_split(
-        df, cutoff, settings.training_test_days, settings.training_validation_days, settings.timezone
+        df,
+        cutoff,
+        settings.training_test_days,
+        settings.training_validation_days,
+        settings.timezone,
     )
     # under DATA_ROOT: the storage a training pod mounts too
     path, digest = dataset.write_snapshot(df, settings.data_dir / "training_sets")
@@ -59,11 +86,13 @@ def build_training_set(run_id: str = "manual", settings: Settings | None = None)
         "rows": len(df),
         "splits": counts,
         "data_interval": f"{first.isoformat()}..{cutoff.isoformat()}",
-        "feature_service": dataset.FEATURE_SERVICE,
+        "through": cutoff.isoformat(),
+        "feature_service": contract(settings).feature_service,
     }
 
 
 def model_dir(settings: Settings, run_id: str) -> Path:
+    """Where the training of run ``run_id`` writes its model."""
     return settings.data_dir / "models" / _safe(run_id)
 
 
@@ -72,8 +101,20 @@ def train_local(snapshot: str, run_id: str = "manual", settings: Settings | None
     settings = settings or get_settings()
     out = model_dir(settings, run_id)
     xcom = out / "return.json"
-    cmd = [sys.executable, "-m", "training", "train", "--snapshot", snapshot, "--out", str(out),
-           "--epochs", str(settings.training_epochs), "--xcom", str(xcom)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        "--snapshot",
+        snapshot,
+        "--out",
+        str(out),
+        "--epochs",
+        str(settings.training_epochs),
+        "--xcom",
+        str(xcom),
+    ]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     log.info("%s", proc.stdout[-4000:])
@@ -97,23 +138,33 @@ def training_pod_operator(task_id: str, settings: Settings, **kwargs):
         cmds=["python", "-m", "training"],
         arguments=[
             "train",
-            "--snapshot", "{{ ti.xcom_pull(task_ids='build_training_set')['snapshot'] }}",
-            "--out", f"{settings.data_dir}/models/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}",
-            "--epochs", str(settings.training_epochs),
-            "--xcom", "/airflow/xcom/return.json",
+            "--snapshot",
+            "{{ ti.xcom_pull(task_ids='build_training_set')['snapshot'] }}",
+            "--out",
+            f"{settings.data_dir}/models/{{{{ run_id | replace(':', '_') | replace('+', '_') }}}}",
+            "--epochs",
+            str(settings.training_epochs),
+            "--xcom",
+            "/airflow/xcom/return.json",
         ],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": "2", "memory": "8Gi"},
             limits={"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
         ),
         node_selector={key: value},
-        tolerations=[k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        tolerations=[
+            k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+        ],
         # credentials come from a Secret, never as plain env values in the pod spec
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.k8s_secret))],
-        volumes=[k8s.V1Volume(
-            name="fti-data",
-            persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.k8s_data_pvc),
-        )],
+        volumes=[
+            k8s.V1Volume(
+                name="fti-data",
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=settings.k8s_data_pvc
+                ),
+            )
+        ],
         volume_mounts=[k8s.V1VolumeMount(name="fti-data", mount_path=data)],
         schedule_timeout_seconds=900,
         startup_timeout_seconds=600,
@@ -141,8 +192,9 @@ def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> di
     champion = None
     if champion_version is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            files = registry.download(champion_version, Path(tmp), settings)
-            champion = train.metrics(test[train.LABEL].to_numpy(), gate.score(files, test))
+            downloaded = registry.download(champion_version, Path(tmp), settings)
+            label = contract(settings).label
+            champion = train.metrics(test[label].to_numpy(), gate.score(downloaded, test))
     decision = gate.decide(candidate, baseline, champion, gate.GateConfig.from_settings(settings))
     lineage = {
         "training_set.hash": built["hash"],
@@ -150,20 +202,37 @@ def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> di
         "data_interval": built["data_interval"],
         "code_version": _code_version(),
     }
-    _, version = registry.register(Path(trained["model_dir"]), trained["metrics"], lineage, settings)
-    numbers = {"candidate": candidate, "baseline": baseline, "champion": champion,
-               "champion_version": champion_version.version if champion_version else None}
+    _, version = registry.register(
+        Path(trained["model_dir"]), trained["metrics"], lineage, settings
+    )
+    numbers = {
+        "candidate": candidate,
+        "baseline": baseline,
+        "champion": champion,
+        "champion_version": champion_version.version if champion_version else None,
+    }
     registry.record_decision(version, decision, numbers, settings)
     log.info("model version %s: %s", version, decision.describe())
-    return {"version": version, "promote": decision.promote, "decision": decision.describe(), **numbers}
+    return {
+        "version": version,
+        "promote": decision.promote,
+        "decision": decision.describe(),
+        "through": built.get("through"),
+        **numbers,
+    }
 
 
 def _code_version() -> str:
     from importlib.metadata import version
 
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"fti-platform {version('fti-platform')}" + (f" ({sha})" if sha else "")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fti.settings import Settings, get_settings
+from fti.ground.settings import Settings, get_settings
 
 CHAMPION = "champion"
 
@@ -49,10 +49,23 @@ def register(
     mlflow, client = _client(settings)
     experiment_id = _experiment(mlflow, client, settings)
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_params({k: results[k] for k in
-                           ("seed", "epochs", "device", "train_rows", "lr", "batch_size", "hidden",
-                            "dropout", "weight_decay")
-                           if k in results})
+        mlflow.log_params(
+            {
+                k: results[k]
+                for k in (
+                    "seed",
+                    "epochs",
+                    "device",
+                    "train_rows",
+                    "lr",
+                    "batch_size",
+                    "hidden",
+                    "dropout",
+                    "weight_decay",
+                )
+                if k in results
+            }
+        )
         for split in ("validation", "test"):
             mlflow.log_metrics({f"{split}_{k}": float(v) for k, v in results[split].items()})
         mlflow.log_metric("samples_per_second", float(results["samples_per_second"]))
@@ -85,15 +98,21 @@ def download(version, dest: Path, settings: Settings | None = None) -> Path:
 
     settings = settings or get_settings()
     _client(settings)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest)))
+    return Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
+    )
 
 
-def record_decision(version: str, decision, numbers: dict, settings: Settings | None = None) -> None:
+def record_decision(
+    version: str, decision, numbers: dict, settings: Settings | None = None
+) -> None:
     """Write the gate's decision and its numbers on the version; promote it if the gate said so."""
     settings = settings or get_settings()
     _, client = _client(settings)
     name = settings.model_name
-    client.set_model_version_tag(name, version, "gate.decision", "promoted" if decision.promote else "rejected")
+    client.set_model_version_tag(
+        name, version, "gate.decision", "promoted" if decision.promote else "rejected"
+    )
     client.set_model_version_tag(name, version, "gate.reasons", "; ".join(decision.reasons))
     client.set_model_version_tag(name, version, "gate.numbers", json.dumps(numbers, sort_keys=True))
     if decision.promote:

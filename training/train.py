@@ -25,9 +25,7 @@ import torch
 from torch import nn
 
 from training.model import Preprocessor, build_model
-
-LABEL = "dep_delayed_15"
-
+from training.snapshots import snapshot_label
 
 # ---------------------------------------------------------------- metrics (numpy, no sklearn)
 
@@ -43,6 +41,7 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy of ``p`` against ``y`` (``p`` clipped to ``[eps, 1 - eps]``)."""
     p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
     y = np.asarray(y, dtype=np.float64)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -61,6 +60,7 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC AUC, log loss, calibration error, positive rate and row count of ``p`` against ``y``."""
     return {
         "roc_auc": roc_auc(y, p),
         "log_loss": log_loss(y, p),
@@ -74,6 +74,7 @@ def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch; a torch generator for the batch order."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -86,7 +87,7 @@ def _predict(model, cats, nums, device, amp: bool, batch: int = 8192) -> np.ndar
     out = []
     with torch.no_grad():
         for i in range(0, len(cats), batch):
-            c, n = cats[i: i + batch].to(device), nums[i: i + batch].to(device)
+            c, n = cats[i : i + batch].to(device), nums[i : i + batch].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 out.append(torch.sigmoid(model(c, n).float()).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
@@ -107,22 +108,30 @@ def train(
     shuffle_labels: bool = False,
 ) -> dict:
     """Train on ``snapshot`` and write the model, metrics and plots to ``out``."""
+    label = snapshot_label(snapshot)
     df = pd.read_parquet(snapshot)
     if "split" not in df.columns:
         raise ValueError(f"{snapshot} has no 'split' column (train/validation/test)")
-    parts = {name: df[df["split"] == name].reset_index(drop=True) for name in ("train", "validation", "test")}
+    parts = {
+        name: df[df["split"] == name].reset_index(drop=True)
+        for name in ("train", "validation", "test")
+    }
     for name, part in parts.items():
         if part.empty:
             raise ValueError(f"{snapshot}: the {name} split is empty")
     gen = seed_everything(seed)
     if shuffle_labels:  # a deliberately worthless model, for the evaluation gate's tests
-        parts["train"][LABEL] = np.random.default_rng(seed).permutation(parts["train"][LABEL].to_numpy())
+        parts["train"][label] = np.random.default_rng(seed).permutation(
+            parts["train"][label].to_numpy()
+        )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     amp = dev.type == "cuda"
 
-    pre = Preprocessor.fit(parts["train"])
-    tensors = {k: (*pre.transform(v), torch.tensor(v[LABEL].to_numpy(), dtype=torch.float32))
-               for k, v in parts.items()}
+    pre = Preprocessor.fit(parts["train"], exclude={label})
+    tensors = {
+        k: (*pre.transform(v), torch.tensor(v[label].to_numpy(), dtype=torch.float32))
+        for k, v in parts.items()
+    }
     model = build_model(pre, hidden=tuple(hidden), dropout=dropout).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -136,7 +145,7 @@ def train(
         order = torch.randperm(len(ys), generator=gen).to(dev)
         total = torch.zeros((), device=dev)
         for i in range(0, len(order), batch_size):
-            idx = order[i: i + batch_size]
+            idx = order[i : i + batch_size]
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(model(cats[idx], nums[idx]).float(), ys[idx])
             opt.zero_grad(set_to_none=True)
@@ -154,11 +163,21 @@ def train(
     train_seconds = time.perf_counter() - t0
     model.load_state_dict(best_state)
 
-    results = {"device": dev.type, "mixed_precision": amp, "seed": seed, "epochs": epochs,
-               "train_rows": len(ys), "samples_per_second": seen / train_seconds,
-               "train_seconds": train_seconds, "history": history, "lr": lr,
-               "batch_size": batch_size, "hidden": list(hidden), "dropout": dropout,
-               "weight_decay": weight_decay}
+    results = {
+        "device": dev.type,
+        "mixed_precision": amp,
+        "seed": seed,
+        "epochs": epochs,
+        "train_rows": len(ys),
+        "samples_per_second": seen / train_seconds,
+        "train_seconds": train_seconds,
+        "history": history,
+        "lr": lr,
+        "batch_size": batch_size,
+        "hidden": list(hidden),
+        "dropout": dropout,
+        "weight_decay": weight_decay,
+    }
     preds = {}
     for name in ("validation", "test"):
         c, n, y = tensors[name]
@@ -166,12 +185,14 @@ def train(
         results[name] = metrics(y.numpy(), preds[name])
 
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": best_state, "preprocessor": pre.to_json(),
-                "hidden": tuple(hidden)}, out / "model.pt")
-    test = parts["test"][["flight_id", LABEL]].assign(probability=preds["test"])
+    torch.save(
+        {"state_dict": best_state, "preprocessor": pre.to_json(), "hidden": tuple(hidden)},
+        out / "model.pt",
+    )
+    test = parts["test"][["flight_id", label]].assign(probability=preds["test"])
     test.to_parquet(out / "predictions.parquet", index=False)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    _plots(out, history, test[LABEL].to_numpy(), preds["test"])
+    _plots(out, history, test[label].to_numpy(), preds["test"])
     return results
 
 
@@ -208,13 +229,18 @@ def _plots(out: Path, history: list[dict], y: np.ndarray, p: np.ndarray) -> None
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(mean_p, mean_y, "o-", label="model")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    ax.set(xlabel="predicted probability", ylabel="observed delay rate", title="Calibration, test window")
+    ax.set(
+        xlabel="predicted probability",
+        ylabel="observed delay rate",
+        title="Calibration, test window",
+    )
     ax.legend()
     fig.savefig(out / "calibration.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m training train --snapshot S --out DIR [...]``."""
     parser = argparse.ArgumentParser(prog="python -m training")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train on a training-set snapshot")
@@ -230,16 +256,32 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--hidden", default="64,32", help="MLP layer widths, comma-separated")
     t.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
-    t.add_argument("--xcom", type=Path, default=None,
-                   help="also write the summary there (the KubernetesPodOperator reads "
-                        "/airflow/xcom/return.json)")
+    t.add_argument(
+        "--xcom",
+        type=Path,
+        default=None,
+        help="also write the summary there (the KubernetesPodOperator reads "
+        "/airflow/xcom/return.json)",
+    )
     args = parser.parse_args(argv)
-    res = train(args.snapshot, args.out, epochs=args.epochs, batch_size=args.batch_size,
-                lr=args.lr, seed=args.seed, device=args.device, dropout=args.dropout,
-                weight_decay=args.weight_decay,
-                hidden=tuple(int(w) for w in args.hidden.split(",") if w))
+    res = train(
+        args.snapshot,
+        args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
+        hidden=tuple(int(w) for w in args.hidden.split(",") if w),
+    )
     if args.xcom is not None:
         args.xcom.parent.mkdir(parents=True, exist_ok=True)
         args.xcom.write_text(json.dumps({"model_dir": str(args.out), "metrics": res}))
-    print(json.dumps({k: res[k] for k in ("device", "samples_per_second", "validation", "test")}, indent=2))
+    print(
+        json.dumps(
+            {k: res[k] for k in ("device", "samples_per_second", "validation", "test")}, indent=2
+        )
+    )
     return 0

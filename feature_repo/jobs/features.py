@@ -1,9 +1,13 @@
 """Spark feature job: raw partitions of a data interval -> staged feature partitions.
 
 ``main(argv)`` parses the interval and builds the session (``local[*]`` by default, a cluster
-master by ``FTI_SPARK_MASTER``); the ``transform_*`` functions are pure DataFrame -> DataFrame
-and are what the tests call on tiny frames. Outputs go to a staging folder per interval; the
-pipeline validates them there and only then publishes them (see ``feature_repo.jobs.publish``).
+master by ``FTI_SPARK_MASTER``). Each batch feature view declared in ``feature_repo/`` has one
+function here with the view's own name, registered with :func:`view_transform`: it takes the
+interval's :class:`Inputs` and returns the view's rows. The job finds them by name, so a view
+without a transform (or a transform without a declared view) stops the job naming it. The
+``transform_*`` functions they call are pure DataFrame -> DataFrame and are what the tests call
+on tiny frames. Outputs go to a staging folder per interval; the pipeline validates them there
+and only then publishes them (``feature_repo.jobs.pipeline``).
 
 Timestamps are UTC throughout (the session time zone is pinned); "local" means the data set's
 time zone (``FTI_TIMEZONE``, America/New_York), which decides what a day is.
@@ -12,18 +16,21 @@ time zone (``FTI_TIMEZONE``, America/New_York), which decides what a day is.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import shutil
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from feature_repo.jobs.land import iter_days, local_days, partition_path
-from fti.settings import Settings, get_settings
+from fti.ground import files
+from fti.ground.contract import Contract, contract
+from fti.ground.dates import iter_days, local_days, local_hours
+from fti.ground.settings import Settings, get_settings
+from fti.ground.spark import build_session
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,40 +43,6 @@ WINDOWS = (7, 28)
 DELAY_THRESHOLD_MIN = 15
 #: wind speeds above this are sensor glitches (the data set has one of 1,048 mph)
 MAX_WIND_MPH = 200.0
-
-VIEWS = (
-    "origin_weather_hourly",
-    "carrier_delay_history",
-    "route_delay_history",
-    "plane_attributes",
-    "flight_labels",
-)
-
-
-# --------------------------------------------------------------------------- session
-
-
-def build_session(settings: Settings) -> SparkSession:
-    """A Spark session for the configured master; reused when one is already running."""
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder.master(settings.spark_master)
-    if settings.spark_master.startswith("local"):
-        # Python workers (UDFs) must run this interpreter, not whatever python3 is first on PATH
-        builder = builder.config("spark.pyspark.python", sys.executable)
-    spark = (
-        builder
-        .appName("fti-features")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
 
 
 # --------------------------------------------------------------------------- transforms
@@ -104,7 +77,9 @@ def departures(flights: DataFrame) -> DataFrame:
             "dep_ts", F.col("sched_dep_ts") + F.make_interval(mins=F.col("dep_delay").cast("int"))
         )
         .withColumn("delayed", (F.col("dep_delay") >= DELAY_THRESHOLD_MIN).cast("int"))
-        .select("carrier", "origin", "dest", "tailnum", "sched_dep_ts", "dep_ts", "dep_delay", "delayed")
+        .select(
+            "carrier", "origin", "dest", "tailnum", "sched_dep_ts", "dep_ts", "dep_delay", "delayed"
+        )
     )
 
 
@@ -112,22 +87,16 @@ def hourly_grid(spark: SparkSession, days: Sequence[date], tz: str) -> DataFrame
     """One row per local hour of ``days``, as UTC instants (23 or 25 on DST days)."""
     from pyspark.sql.types import StructField, StructType, TimestampType
 
-    zone, utc = ZoneInfo(tz), ZoneInfo("UTC")
-    rows = []
-    for day in days:
-        start = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(utc)
-        nxt = day + timedelta(days=1)
-        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).astimezone(utc)
-        ts = start
-        while ts < end:
-            rows.append((ts,))
-            ts += timedelta(hours=1)
     schema = StructType([StructField("event_timestamp", TimestampType(), False)])
-    return spark.createDataFrame(rows, schema)
+    return spark.createDataFrame([(ts,) for ts in local_hours(days, tz)], schema)
 
 
 def transform_delay_history(
-    deps: DataFrame, grid: DataFrame, keys: Sequence[str], prefix: str, entities: DataFrame | None = None
+    deps: DataFrame,
+    grid: DataFrame,
+    keys: Sequence[str],
+    prefix: str,
+    entities: DataFrame | None = None,
 ) -> DataFrame:
     """Delay history per entity (``keys``) at every grid timestamp.
 
@@ -158,9 +127,9 @@ def transform_delay_history(
             ),
             F.count(F.when(inside, F.lit(1))).cast("int").alias(f"{prefix}_flights_{w}d"),
         ]
-    return joined.groupBy(*[F.col(f"g.{k}").alias(k) for k in keys], F.col("g.event_timestamp")).agg(
-        *aggs
-    )
+    return joined.groupBy(
+        *[F.col(f"g.{k}").alias(k) for k in keys], F.col("g.event_timestamp")
+    ).agg(*aggs)
 
 
 def transform_weather(weather: DataFrame) -> DataFrame:
@@ -224,7 +193,26 @@ def transform_planes(planes: DataFrame, flights: DataFrame, tz: str) -> DataFram
     return tails.join(attrs, on="tailnum", how="inner")
 
 
-def transform_labels(flights: DataFrame) -> DataFrame:
+def flight_key(key: Contract | None = None) -> Column:
+    """The flight key column (``flight_id``) of raw flights, in the format the flight entity
+    declares (``fti.ground.contract``). Its fields are columns of the raw flights table: the
+    scheduled departure's local ``year``, ``month``, ``day``, ``hour`` and ``minute``, and the
+    flight's ``carrier``, ``flight`` and ``origin``."""
+    import re
+
+    from pyspark.sql import functions as F
+
+    key = key or contract()
+    # Java's formatter reads the same %-format as Python's, but its %d takes integers only
+    kinds = re.findall(r"%[-#0 +]*\d*(?:\.\d+)?([a-zA-Z])", key.flight_key_format)
+    parts = [
+        F.col(f).cast("int") if kind == "d" else F.col(f)
+        for f, kind in zip(key.flight_key_fields, kinds, strict=True)
+    ]
+    return F.format_string(key.flight_key_format, *parts)
+
+
+def transform_labels(flights: DataFrame, key: Contract | None = None) -> DataFrame:
     """One row per departed flight: entity keys, scheduled departure and the label.
 
     ``dep_delayed_15`` is 1 when the departure delay is 15 minutes or more. Cancelled flights
@@ -232,20 +220,10 @@ def transform_labels(flights: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    keyed = flights.where(F.col("dep_delay").isNotNull()).select(
-        "carrier", "flight", "origin", "dest", "tailnum", "distance", "time_hour", "minute",
-        "year", "month", "day", "sched_dep_time", "dep_delay",
-    )
+    keyed = flights.where(F.col("dep_delay").isNotNull())
     sched = _sched_dep_ts()
-    flight_id = F.concat_ws(
-        "-",
-        F.format_string("%04d%02d%02d", "year", "month", "day"),
-        F.concat(F.col("carrier"), F.col("flight").cast("string")),
-        F.col("origin"),
-        F.lpad(F.col("sched_dep_time").cast("string"), 4, "0"),
-    )
     return keyed.select(
-        flight_id.alias("flight_id"),
+        flight_key(key).alias("flight_id"),
         "carrier",
         F.col("flight").cast("int").alias("flight"),
         "origin",
@@ -259,10 +237,11 @@ def transform_labels(flights: DataFrame) -> DataFrame:
     )
 
 
-# --------------------------------------------------------------------------- the job
+# --------------------------------------------------------------------------- inputs
 
 
 def staging_root(settings: Settings, days: Sequence[date]) -> Path:
+    """The staging folder of the interval ``days``."""
     return settings.staging_dir / f"{days[0].isoformat()}_{days[-1].isoformat()}"
 
 
@@ -270,7 +249,7 @@ def _required(settings: Settings, table: str, first: date, last: date) -> list[s
     first = max(first, settings.first_day)
     paths, missing = [], []
     for d in iter_days(first, last):
-        p = partition_path(settings.raw_dir, table, d)
+        p = files.day_partition(settings.raw_dir, table, d)
         (paths if p.exists() else missing).append(p if p.exists() else d.isoformat())
     if missing:
         raise FileNotFoundError(
@@ -281,14 +260,141 @@ def _required(settings: Settings, table: str, first: date, last: date) -> list[s
     return [str(p) for p in paths]
 
 
-def run(start: datetime, end: datetime, settings: Settings | None = None, spark=None) -> dict:
-    """Compute every feature view for the interval into its staging folder.
+class Inputs:
+    """What a view's transform may read for one interval, each read once and only when asked
+    for: raw partitions as Spark DataFrames (never through the worker's memory)."""
 
-    Returns ``{"staging": path, "rows": {view: rows}, "seconds": {...}}``.
+    def __init__(self, spark: SparkSession, settings: Settings, days: Sequence[date]):
+        self.spark, self.settings, self.days = spark, settings, list(days)
+        self.tz = settings.timezone
+
+    def raw(self, table: str, days_before: int = 0) -> DataFrame:
+        """Raw partitions of ``table`` for the interval and the ``days_before`` days before it
+        (never before the data set's first day)."""
+        first = self.days[0] - timedelta(days=days_before)
+        return self.spark.read.parquet(*_required(self.settings, table, first, self.days[-1]))
+
+    @functools.cached_property
+    def flights_history(self) -> DataFrame:
+        """The interval's flights and those of the days the longest window reaches back to."""
+        # one day more than the longest window: a window reaching back 28 x 24 h from a local
+        # midnight can start the evening before (DST), and late departures of that day count too
+        return self.raw("flights", days_before=max(WINDOWS) + 1)
+
+    @functools.cached_property
+    def flights(self) -> DataFrame:
+        """The flights scheduled on the interval's local days."""
+        from pyspark.sql import functions as F
+
+        interval = [d.isoformat() for d in self.days]
+        day = F.format_string("%04d-%02d-%02d", "year", "month", "day")
+        return self.flights_history.where(day.isin(*interval))
+
+    @functools.cached_property
+    def departures(self) -> DataFrame:
+        """The departed flights of :attr:`flights_history` (``departures``)."""
+        return departures(self.flights_history)
+
+    @functools.cached_property
+    def weather(self) -> DataFrame:
+        """The interval's weather and the day before's (rolling sums reach back)."""
+        return self.raw("weather", days_before=1)
+
+    @functools.cached_property
+    def planes(self) -> DataFrame:
+        """The plane reference table as delivered with the interval's days."""
+        return self.raw("planes")
+
+    @functools.cached_property
+    def hours(self) -> DataFrame:
+        """One row per local hour of the interval (``event_timestamp``, UTC)."""
+        return hourly_grid(self.spark, self.days, self.tz)
+
+
+#: the transform of each batch feature view, by the view's name (filled by ``view_transform``)
+TRANSFORMS: dict[str, Callable[[Inputs], DataFrame]] = {}
+
+
+def view_transform(fn: Callable[[Inputs], DataFrame]) -> Callable[[Inputs], DataFrame]:
+    """Register ``fn`` as the transform of the batch feature view named like the function."""
+    TRANSFORMS[fn.__name__] = fn
+    return fn
+
+
+# --------------------------------------------------------------------------- the views
+
+
+@view_transform
+def origin_weather_hourly(src: Inputs) -> DataFrame:
+    """Hourly weather per origin airport (``transform_weather``)."""
+    return transform_weather(src.weather)
+
+
+@view_transform
+def carrier_delay_history(src: Inputs) -> DataFrame:
+    """Delay history per carrier at every hour (``transform_delay_history``)."""
+    return transform_delay_history(
+        src.departures, src.hours, ["carrier"], "carrier", entities=src.flights_history
+    )
+
+
+@view_transform
+def route_delay_history(src: Inputs) -> DataFrame:
+    """Delay history per route (origin, dest) at every hour (``transform_delay_history``)."""
+    return transform_delay_history(
+        src.departures, src.hours, ["origin", "dest"], "route", entities=src.flights_history
+    )
+
+
+@view_transform
+def plane_attributes(src: Inputs) -> DataFrame:
+    """Attributes of each plane flying on a day (``transform_planes``)."""
+    return transform_planes(src.planes, src.flights, src.tz)
+
+
+@view_transform
+def flight_labels(src: Inputs) -> DataFrame:
+    """The label of every departed flight (``transform_labels``)."""
+    return transform_labels(src.flights)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def transform_problems(key: Contract) -> list[str]:
+    """Where the transforms and the declared batch views disagree (empty when they agree)."""
+    declared = set(key.view_names)
+    problems = [
+        f"feature view {v!r} has no transform: add a function named {v!r} decorated with "
+        f"@view_transform to {__name__}"
+        for v in key.view_names
+        if v not in TRANSFORMS
+    ]
+    problems += [
+        f"transform {name!r} produces a view Feast does not declare: declare a FeatureView "
+        f"named {name!r} in {key.repo}, or remove the transform"
+        for name in TRANSFORMS
+        if name not in declared
+    ]
+    return problems
+
+
+def run(start: datetime, end: datetime, settings: Settings | None = None, spark=None) -> dict:
+    """Compute every declared batch feature view for the interval into its staging folder.
+
+    Returns ``{"staging": path, "rows": {view: rows}, "seconds": {...}}``. Raises
+    ``fti.ground.contract.ContractError`` naming each view without a transform (or transform
+    without a view) before any work, and each view whose output lacks a declared column.
     """
     from pyspark.sql import functions as F
 
+    from fti.ground.contract import ContractError
+
     settings = settings or get_settings()
+    key = contract(settings)
+    problems = transform_problems(key)
+    if problems:
+        raise ContractError("; ".join(problems))
     tz = settings.timezone
     days = local_days(start, end, tz)
     first, last = days[0], days[-1]
@@ -297,53 +403,41 @@ def run(start: datetime, end: datetime, settings: Settings | None = None, spark=
     t_session = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    interval = {d.isoformat() for d in days}
-    # one day more than the longest window: a window reaching back 28 x 24 h from a local
-    # midnight can start the evening before (DST), and late departures of that day count too
-    flights_hist = spark.read.parquet(
-        *_required(settings, "flights", first - timedelta(days=max(WINDOWS) + 1), last)
-    )
-    weather = spark.read.parquet(*_required(settings, "weather", first - timedelta(days=1), last))
-    planes = spark.read.parquet(*_required(settings, "planes", first, last))
-
-    in_interval = F.format_string("%04d-%02d-%02d", "year", "month", "day").isin(*interval)
-    flights_day = flights_hist.where(in_interval)
-    deps = departures(flights_hist)
-    grid = hourly_grid(spark, days, tz)
-
-    outputs = {
-        "origin_weather_hourly": transform_weather(weather),
-        "carrier_delay_history": transform_delay_history(
-            deps, grid, ["carrier"], "carrier", entities=flights_hist
-        ),
-        "route_delay_history": transform_delay_history(
-            deps, grid, ["origin", "dest"], "route", entities=flights_hist
-        ),
-        "plane_attributes": transform_planes(planes, flights_day, tz),
-        "flight_labels": transform_labels(flights_day),
-    }
+    interval = [d.isoformat() for d in days]
+    src = Inputs(spark, settings, days)
     root = staging_root(settings, days)
     if root.exists():
         shutil.rmtree(root)
+    outputs = {view.name: (view, TRANSFORMS[view.name](src)) for view in key.views}
     rows = {}
-    for view, df in outputs.items():
+    for name, (view, df) in outputs.items():
+        columns = set(df.columns)
+        missing = [
+            c for c in [*view.keys, "event_timestamp", *view.feature_names] if c not in columns
+        ]
+        if missing:
+            raise ContractError(
+                f"the transform of feature view {name!r} does not produce the declared "
+                f"column(s) {', '.join(missing)}"
+            )
         out = df.withColumn("date", _local_date(F.col("event_timestamp"), tz)).where(
             F.col("date").isin(*interval)
         )
         # one file per day: a day's partition is small, and one file makes publishing atomic
-        out.repartition(1).write.mode("overwrite").partitionBy("date").parquet(str(root / view))
-        rows[view] = spark.read.parquet(str(root / view)).count() if (root / view).exists() else 0
+        out.repartition(1).write.mode("overwrite").partitionBy("date").parquet(str(root / name))
+        rows[name] = spark.read.parquet(str(root / name)).count() if (root / name).exists() else 0
     t_compute = time.perf_counter() - t1
     log.info("staged features for %s..%s at %s: %s", first, last, root, rows)
     return {
         "staging": str(root),
-        "days": [d.isoformat() for d in days],
+        "days": interval,
         "rows": rows,
         "seconds": {"spark_session": round(t_session, 3), "compute_and_write": round(t_compute, 3)},
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m feature_repo.jobs.features --start S --end E``: stage one interval."""
     parser = argparse.ArgumentParser(prog="python -m feature_repo.jobs.features")
     parser.add_argument("--start", required=True, help="ISO date or datetime (local if naive)")
     parser.add_argument("--end", required=True, help="ISO date or datetime, exclusive")

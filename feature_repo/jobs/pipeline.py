@@ -4,21 +4,26 @@ Each step takes the data interval and returns something small (paths, counts): t
 are thin adapters over these, and ``bench/`` and the tests call them directly too.
 Order: land -> validate_raw -> compute -> validate_features -> publish -> apply -> materialize.
 Nothing reaches the offline or online store before both validations pass.
+
+Which views are computed, validated, published and materialized is the feature contract
+(``fti.ground.contract``): every declared batch view, each with the transform and the suite
+named like it. :func:`check_contract` stops a run naming what is missing before it starts.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
-import uuid
 from datetime import datetime
 from pathlib import Path
 
 from feature_repo.jobs import features, land
-from fti.settings import Settings, get_settings
-from fti.validation import ValidationFailed, ValidationReport
+from fti.ground import files, source
+from fti.ground.contract import ContractError, contract
+from fti.ground.dates import local_days
+from fti.ground.settings import Settings, get_settings
+from fti.ground.validation import ValidationFailed, ValidationReport
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +37,7 @@ def report_dir(settings: Settings, boundary: str, name: str, day: str, run_id: s
     return settings.reports_dir / "validation" / boundary / name / day / _safe(run_id)
 
 
-def _check(
-    reports: list[ValidationReport], boundary: str
-) -> dict[str, object]:
+def _check(reports: list[ValidationReport], boundary: str) -> dict[str, object]:
     failed = [r for r in reports if not r.success]
     if failed:
         # one error naming every failure, so a bad day is diagnosed in one read of the log
@@ -54,11 +57,44 @@ def _check(
         "boundary": boundary,
         "passed": len(reports),
         "expectations": sum(r.evaluated for r in reports),
-        "reports": str(reports[0].report_page.parents[3]) if reports and reports[0].report_page else None,
+        "reports": str(reports[0].report_page.parents[3])
+        if reports and reports[0].report_page
+        else None,
     }
 
 
+def contract_problems(settings: Settings | None = None) -> list[str]:
+    """Where the declarations, the transforms and the suites disagree (empty when they agree):
+    a batch view without a transform or a suite, a transform or suite of an undeclared view."""
+    from feature_repo.suites import features as suites
+
+    key = contract(settings)
+    declared = set(key.view_names)
+    problems = features.transform_problems(key)
+    problems += [
+        f"feature view {v!r} has no suite: add a function named {v!r} decorated with "
+        f"@view_suite to {suites.__name__}"
+        for v in key.view_names
+        if v not in suites.SUITES
+    ]
+    problems += [
+        f"suite {name!r} checks a view Feast does not declare: declare a FeatureView named "
+        f"{name!r} in {key.repo}, or remove the suite"
+        for name in suites.SUITES
+        if name not in declared
+    ]
+    return problems
+
+
+def check_contract(settings: Settings | None = None) -> None:
+    """Raise ``ContractError`` naming every problem :func:`contract_problems` finds."""
+    problems = contract_problems(settings)
+    if problems:
+        raise ContractError("the feature contract is broken: " + "; ".join(problems))
+
+
 def land_interval(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
+    """Land the interval's raw tables (``feature_repo.jobs.land``)."""
     return land.land(start, end, settings or get_settings())
 
 
@@ -69,13 +105,15 @@ def validate_raw(
     import pandas as pd
 
     from feature_repo.suites import raw
-    from fti.validation import validate_frame
+    from fti.ground.validation import validate_frame
 
     settings = settings or get_settings()
+    check_contract(settings)
     reports = []
-    for day in land.local_days(start, end, settings.timezone):
-        for table, suite in raw.SUITES.items():
-            path = land.partition_path(settings.raw_dir, table, day)
+    for day in local_days(start, end, settings.timezone):
+        for table in source.DAILY_TABLES:
+            suite = raw.SUITES[table]
+            path = files.day_partition(settings.raw_dir, table, day)
             if not path.exists():
                 raise FileNotFoundError(f"raw/{table} for {day} was not landed: {path}")
             reports.append(
@@ -115,13 +153,15 @@ def validate_features(
     import pandas as pd
 
     from feature_repo.suites import features as suites
-    from fti.validation import validate_frame
+    from fti.ground.validation import validate_frame
 
     settings = settings or get_settings()
+    check_contract(settings)
     root = Path(staging)
     reports = []
-    for view, suite in suites.SUITES.items():
-        for day in land.local_days(start, end, settings.timezone):
+    for view in contract(settings).view_names:
+        suite = suites.SUITES[view]
+        for day in local_days(start, end, settings.timezone):
             f = _staged_file(root, view, day.isoformat())
             df = pd.read_parquet(f) if f else pd.DataFrame({"event_timestamp": []})
             reports.append(
@@ -139,7 +179,8 @@ def validate_features(
 
 
 def offline_partition(settings: Settings, view: str, day: str) -> Path:
-    return settings.offline_dir / view / f"date={day}" / land.PART_FILE
+    """The offline store's file of ``view`` for ``day``."""
+    return files.day_partition(settings.offline_dir, view, day)
 
 
 def publish(
@@ -154,19 +195,13 @@ def publish(
     settings = settings or get_settings()
     root = Path(staging)
     published = {}
-    for view in features.VIEWS:
+    for view in contract(settings).view_names:
         n = 0
-        for day in land.local_days(start, end, settings.timezone):
+        for day in local_days(start, end, settings.timezone):
             src = _staged_file(root, view, day.isoformat())
             if src is None:
                 raise FileNotFoundError(f"nothing staged for {view} {day} under {root}")
-            dst = offline_partition(settings, view, day.isoformat())
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            for stale in dst.parent.glob(".*.tmp"):
-                stale.unlink()
-            tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            files.copy_file(src, offline_partition(settings, view, day.isoformat()))
             n += 1
         published[view] = n
     shutil.rmtree(root, ignore_errors=True)
@@ -175,14 +210,15 @@ def publish(
 
 
 def apply_registry(settings: Settings | None = None) -> str:
-    from fti import featurestore
+    """``feast apply`` of the feature repo (``fti.ground.featurestore.apply``)."""
+    from fti.ground import featurestore
 
     return featurestore.apply(settings or get_settings())
 
 
 def materialize(start: datetime, end: datetime, settings: Settings | None = None) -> dict[str, int]:
     """Materialize the interval into the online store; returns entities held per view."""
-    from fti import featurestore
+    from fti.ground import featurestore
 
     settings = settings or get_settings()
     featurestore.materialize(start, end, settings)

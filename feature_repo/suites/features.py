@@ -1,29 +1,48 @@
 """Expectations on staged feature partitions, checked before they are published.
 
-Keys present and unique per timestamp, every event timestamp inside the run's data interval,
-ranges, and null rates: a partition that fails never reaches the offline or online store.
+One suite per batch feature view: a function named like the view, registered with
+:func:`view_suite`, that takes the interval ``[start, end)`` and returns ``gxe.*``
+expectations. The pipeline finds it by the view's name; a view without one is never published.
+Keys present and unique per timestamp, every event timestamp inside the run's data interval
+(:func:`common`), ranges, and null rates: a partition that fails never reaches the offline or
+online store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import great_expectations.expectations as gxe
 
 between = gxe.ExpectColumnValuesToBeBetween
 
+#: the suite of each batch feature view, by the view's name (filled by ``view_suite``)
+SUITES: dict[str, Callable[[datetime, datetime], list]] = {}
 
-def _common(keys: list[str], start: datetime, end: datetime, min_rows: int = 1) -> list:
+
+def view_suite(fn: Callable[[datetime, datetime], list]) -> Callable[[datetime, datetime], list]:
+    """Register ``fn`` as the suite of the batch feature view named like the function."""
+    SUITES[fn.__name__] = fn
+    return fn
+
+
+def common(keys: list[str], start: datetime, end: datetime, min_rows: int = 1) -> list:
+    """What every view's partition must hold: ``min_rows`` rows, keys and event timestamps
+    present and unique together, every event timestamp inside ``[start, end)``."""
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=min_rows),
         *(gxe.ExpectColumnValuesToNotBeNull(column=k) for k in [*keys, "event_timestamp"]),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=[*keys, "event_timestamp"]),
         # inclusive bounds: the interval is [start, end)
-        between(column="event_timestamp", min_value=start, max_value=end - timedelta(microseconds=1)),
+        between(
+            column="event_timestamp", min_value=start, max_value=end - timedelta(microseconds=1)
+        ),
     ]
 
 
-def _history(prefix: str) -> list:
+def history(prefix: str) -> list:
+    """A delay-history view's counts, shares and means in range (``<prefix>_..._7d/28d``)."""
     out = []
     for w in (7, 28):
         out += [
@@ -35,9 +54,11 @@ def _history(prefix: str) -> list:
     return out
 
 
+@view_suite
 def origin_weather_hourly(start: datetime, end: datetime) -> list:
+    """The partitions of origin_weather_hourly."""
     return [
-        *_common(["origin"], start, end),
+        *common(["origin"], start, end),
         gxe.ExpectColumnValuesToBeInSet(column="origin", value_set=["EWR", "JFK", "LGA"]),
         between(column="temp_f", min_value=-40, max_value=130),
         between(column="dewp_f", min_value=-60, max_value=100),
@@ -53,17 +74,23 @@ def origin_weather_hourly(start: datetime, end: datetime) -> list:
     ]
 
 
+@view_suite
 def carrier_delay_history(start: datetime, end: datetime) -> list:
-    return [*_common(["carrier"], start, end), *_history("carrier")]
+    """The partitions of carrier_delay_history."""
+    return [*common(["carrier"], start, end), *history("carrier")]
 
 
+@view_suite
 def route_delay_history(start: datetime, end: datetime) -> list:
-    return [*_common(["origin", "dest"], start, end), *_history("route")]
+    """The partitions of route_delay_history."""
+    return [*common(["origin", "dest"], start, end), *history("route")]
 
 
+@view_suite
 def plane_attributes(start: datetime, end: datetime) -> list:
+    """The partitions of plane_attributes."""
     return [
-        *_common(["tailnum"], start, end),
+        *common(["tailnum"], start, end),
         between(column="plane_year", min_value=1900, max_value=end.year),
         between(column="plane_seats", min_value=1, max_value=1000),
         between(column="plane_engines", min_value=1, max_value=8),
@@ -72,21 +99,16 @@ def plane_attributes(start: datetime, end: datetime) -> list:
     ]
 
 
+@view_suite
 def flight_labels(start: datetime, end: datetime) -> list:
+    """The partitions of flight_labels."""
     return [
-        *_common(["flight_id"], start, end),
+        *common(["flight_id"], start, end),
         gxe.ExpectColumnValuesToBeUnique(column="flight_id"),
-        *(gxe.ExpectColumnValuesToNotBeNull(column=c)
-          for c in ("carrier", "origin", "dest", "dep_delay_min", "dep_delayed_15")),
+        *(
+            gxe.ExpectColumnValuesToNotBeNull(column=c)
+            for c in ("carrier", "origin", "dest", "dep_delay_min", "dep_delayed_15")
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="dep_delayed_15", value_set=[0, 1]),
         gxe.ExpectColumnMeanToBeBetween(column="dep_delayed_15", min_value=0.0, max_value=0.9),
     ]
-
-
-SUITES = {
-    "origin_weather_hourly": origin_weather_hourly,
-    "carrier_delay_history": carrier_delay_history,
-    "route_delay_history": route_delay_history,
-    "plane_attributes": plane_attributes,
-    "flight_labels": flight_labels,
-}

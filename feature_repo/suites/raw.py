@@ -20,19 +20,53 @@ TS = None  # checked by _time_hour_on_day: a datetime range rejects any other ty
 FLIGHT_KEY = ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
 
 FLIGHTS = {
-    "year": NUM, "month": NUM, "day": NUM, "dep_time": NUM, "sched_dep_time": NUM,
-    "dep_delay": NUM, "arr_time": NUM, "sched_arr_time": NUM, "arr_delay": NUM,
-    "carrier": STR, "flight": NUM, "tailnum": STR, "origin": STR, "dest": STR,
-    "air_time": NUM, "distance": NUM, "hour": NUM, "minute": NUM, "time_hour": TS,
+    "year": NUM,
+    "month": NUM,
+    "day": NUM,
+    "dep_time": NUM,
+    "sched_dep_time": NUM,
+    "dep_delay": NUM,
+    "arr_time": NUM,
+    "sched_arr_time": NUM,
+    "arr_delay": NUM,
+    "carrier": STR,
+    "flight": NUM,
+    "tailnum": STR,
+    "origin": STR,
+    "dest": STR,
+    "air_time": NUM,
+    "distance": NUM,
+    "hour": NUM,
+    "minute": NUM,
+    "time_hour": TS,
 }
 WEATHER = {
-    "origin": STR, "year": NUM, "month": NUM, "day": NUM, "hour": NUM, "temp": NUM,
-    "dewp": NUM, "humid": NUM, "wind_dir": NUM, "wind_speed": NUM, "wind_gust": NUM,
-    "precip": NUM, "pressure": NUM, "visib": NUM, "time_hour": TS,
+    "origin": STR,
+    "year": NUM,
+    "month": NUM,
+    "day": NUM,
+    "hour": NUM,
+    "temp": NUM,
+    "dewp": NUM,
+    "humid": NUM,
+    "wind_dir": NUM,
+    "wind_speed": NUM,
+    "wind_gust": NUM,
+    "precip": NUM,
+    "pressure": NUM,
+    "visib": NUM,
+    "time_hour": TS,
 }
 PLANES = {
-    "tailnum": STR, "year": NUM, "type": STR, "manufacturer": STR, "model": STR,
-    "engines": NUM, "seats": NUM, "speed": NUM, "engine": STR,
+    "tailnum": STR,
+    "year": NUM,
+    "type": STR,
+    "manufacturer": STR,
+    "model": STR,
+    "engines": NUM,
+    "seats": NUM,
+    "speed": NUM,
+    "engine": STR,
 }
 
 
@@ -74,8 +108,17 @@ def flights(day: date, tz: str = "America/New_York") -> list:
         _time_hour_on_day(day, tz),
         *(
             gxe.ExpectColumnValuesToNotBeNull(column=c)
-            for c in ("carrier", "flight", "origin", "dest", "sched_dep_time", "hour", "minute",
-                      "distance", "time_hour")
+            for c in (
+                "carrier",
+                "flight",
+                "origin",
+                "dest",
+                "sched_dep_time",
+                "hour",
+                "minute",
+                "distance",
+                "time_hour",
+            )
         ),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=FLIGHT_KEY),
         # hhmm clock times; 2400 is how the source writes midnight

@@ -17,7 +17,7 @@ import pytest
 
 from feature_repo.suites import features as feature_suites
 from feature_repo.suites import raw
-from fti.validation import ValidationFailed, validate_frame
+from fti.ground.validation import ValidationFailed, validate_frame
 
 DAY = date(2013, 1, 5)
 
@@ -66,7 +66,10 @@ def test_real_day_passes_and_writes_data_docs(raw_day, tmp_path, table):
     docs = tmp_path / "docs"
 
     report = validate_frame(
-        df, boundary=f"raw/{table} {DAY}", expectations=expectations, report_dir=docs,
+        df,
+        boundary=f"raw/{table} {DAY}",
+        expectations=expectations,
+        report_dir=docs,
         raise_on_failure=True,
     )
 
@@ -136,50 +139,61 @@ BETWEEN = "expect_column_values_to_be_between"
 
 BAD = [
     pytest.param(
-        "flights", _drop_distance,
-        {("expect_table_columns_to_match_set", None), ("expect_column_values_to_not_be_null", "distance")},
+        "flights",
+        _drop_distance,
+        {
+            ("expect_table_columns_to_match_set", None),
+            ("expect_column_values_to_not_be_null", "distance"),
+        },
         ["distance", "missing columns", "expect_table_columns_to_match_set"],
         id="missing-column",
     ),
     pytest.param(
-        "flights", _distance_as_text,
+        "flights",
+        _distance_as_text,
         {("expect_column_values_to_be_in_type_list", "distance")},
         ["distance", "expect_column_values_to_be_in_type_list"],
         id="wrong-type",
     ),
     pytest.param(
         # time_hour has no type-list check: its UTC datetime range must reject other types
-        "flights", _time_hour_as_text,
+        "flights",
+        _time_hour_as_text,
         {(BETWEEN, "time_hour")},
         ["column='time_hour'", BETWEEN],
         id="time_hour-as-text",
     ),
     pytest.param(
-        "flights", _negative_distance,
+        "flights",
+        _negative_distance,
         {(BETWEEN, "distance")},
         ["distance", BETWEEN, "1 of 720 rows", "[-5]"],
         id="negative-distance",
     ),
     pytest.param(
-        "flights", _hour_27,
+        "flights",
+        _hour_27,
         {(BETWEEN, "hour"), (BETWEEN, "sched_dep_time")},
         ["column='hour'", "column='sched_dep_time'", BETWEEN, "[27]", "[2700]"],
         id="hour-27",
     ),
     pytest.param(
-        "weather", _temp_500,
+        "weather",
+        _temp_500,
         {(BETWEEN, "temp")},
         ["column='temp'", BETWEEN, "[500.0]"],
         id="temp-500F",
     ),
     pytest.param(
-        "flights", _duplicate_flight,
+        "flights",
+        _duplicate_flight,
         {("expect_compound_columns_to_be_unique", None)},
         ["expect_compound_columns_to_be_unique", "sched_dep_time", "2 of 721 rows"],
         id="duplicate-key",
     ),
     pytest.param(
-        "flights", _no_rows,
+        "flights",
+        _no_rows,
         {("expect_table_row_count_to_be_between", None)},
         ["expect_table_row_count_to_be_between", "observed 0", "on 0 rows"],
         id="no-rows",
@@ -195,8 +209,9 @@ def test_bad_raw_day_fails_naming_the_problem(
     bad = break_it(good)
 
     with pytest.raises(ValidationFailed) as caught:
-        validate_frame(bad, boundary=f"raw/{table} {DAY}", expectations=raw.SUITES[table](DAY),
-                       report_dir=None)
+        validate_frame(
+            bad, boundary=f"raw/{table} {DAY}", expectations=raw.SUITES[table](DAY), report_dir=None
+        )
 
     message = str(caught.value)
     assert message.startswith(f"raw/{table} {DAY}: ")
@@ -213,8 +228,11 @@ def test_bad_raw_day_fails_naming_the_problem(
 def test_failed_report_is_returned_when_not_raising(raw_day, tmp_path):
     docs = tmp_path / "docs"
     report = validate_frame(
-        _negative_distance(raw_day["flights"]), boundary=f"raw/flights {DAY}",
-        expectations=raw.flights(DAY), report_dir=docs, raise_on_failure=False,
+        _negative_distance(raw_day["flights"]),
+        boundary=f"raw/flights {DAY}",
+        expectations=raw.flights(DAY),
+        report_dir=docs,
+        raise_on_failure=False,
     )
     assert not report.success
     assert [(f.expectation, f.column, f.unexpected_count) for f in report.failed] == [
@@ -254,7 +272,9 @@ def _carrier_history(stamps: list[datetime]) -> pd.DataFrame:
 def test_features_inside_the_interval_pass():
     df = _carrier_history([START, START + timedelta(hours=12), END - timedelta(hours=1)])
     report = validate_frame(
-        df, boundary="features/carrier_delay_history", report_dir=None,
+        df,
+        boundary="features/carrier_delay_history",
+        report_dir=None,
         expectations=feature_suites.carrier_delay_history(START, END),
     )
     assert report.success, report.describe()
@@ -268,7 +288,9 @@ def test_features_outside_the_interval_fail_naming_event_timestamp(outside):
     df = _carrier_history([START, outside])
     with pytest.raises(ValidationFailed) as caught:
         validate_frame(
-            df, boundary="features/carrier_delay_history", report_dir=None,
+            df,
+            boundary="features/carrier_delay_history",
+            report_dir=None,
             expectations=feature_suites.carrier_delay_history(START, END),
         )
     message = str(caught.value)

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import free_port
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 
 #: the online view left behind on purpose (the others get two more days materialized)
 STALE_VIEW = "plane_attributes"
@@ -24,12 +24,12 @@ STALE_VIEW = "plane_attributes"
 def _materialize_ahead(settings, days: int) -> tuple[datetime, datetime]:
     """Materialize the ``days`` after the latest materialized interval into every online view
     but ``STALE_VIEW``, which is left that far behind."""
-    from fti import featurestore
+    from fti.ground import featurestore
 
     store = featurestore.feature_store(settings)
     end = max(e for v in store.list_feature_views() for _, e in v.materialization_intervals)
     start, stop = end, end + timedelta(days=days)
-    views = [v for v in featurestore.ONLINE_VIEWS if v != STALE_VIEW]
+    views = [v for v in featurestore.online_views() if v != STALE_VIEW]
     store.materialize(start_date=start, end_date=stop, feature_views=views)
     return start.astimezone(UTC), stop.astimezone(UTC)
 
@@ -39,17 +39,24 @@ def _fail_raw_validation(base, settings) -> dict:
     (report kept, nothing raised): the latest raw validation of flights is then a failure."""
     import pandas as pd
 
-    from feature_repo.jobs import land
     from feature_repo.suites import raw
-    from fti.validation import validate_frame
+    from fti.ground import files
+    from fti.ground.validation import validate_frame
 
     days = sorted(p.name.removeprefix("date=") for p in (base.raw_dir / "flights").glob("date=*"))
     day = datetime.strptime(days[-1], "%Y-%m-%d").date()
-    df = pd.read_parquet(land.partition_path(base.raw_dir, "flights", day))
+    df = pd.read_parquet(files.day_partition(base.raw_dir, "flights", day))
     df.loc[df.index[:3], "distance"] = -100
-    folder = settings.reports_dir / "validation" / "raw" / "flights" / day.isoformat() / "on_purpose"
-    report = validate_frame(df, boundary=f"raw/flights {day}", expectations=raw.flights(day),
-                            report_dir=folder, raise_on_failure=False)
+    folder = (
+        settings.reports_dir / "validation" / "raw" / "flights" / day.isoformat() / "on_purpose"
+    )
+    report = validate_frame(
+        df,
+        boundary=f"raw/flights {day}",
+        expectations=raw.flights(day),
+        report_dir=folder,
+        raise_on_failure=False,
+    )
     assert not report.success
     return {"day": day.isoformat(), "failed": [f.describe() for f in report.failed]}
 
@@ -60,7 +67,7 @@ def platform(two_days, snapshot, tmp_path_factory):
     the feature pipeline's validation reports (so the stale view and the failed validation made
     here stay here), its own MLflow, predictions, monitoring and service; Airflow's metadata DB
     is the session's, so the runs made here sit beside the feature pipeline's."""
-    from fti.demo import run_inference
+    from fti.apps.demo import run_inference
     from serving import batch, rollout
     from training import gate, registry, train
 
@@ -71,14 +78,19 @@ def platform(two_days, snapshot, tmp_path_factory):
     (data / "offline").symlink_to(base.offline_dir, target_is_directory=True)
     shutil.copytree(base.feast_dir, home / "feast", ignore=shutil.ignore_patterns("*.yaml"))
     for boundary in ("raw", "features"):
-        shutil.copytree(base.reports_dir / "validation" / boundary,
-                        home / "reports" / "validation" / boundary)
+        shutil.copytree(
+            base.reports_dir / "validation" / boundary, home / "reports" / "validation" / boundary
+        )
     shutil.copy(snapshot, data / "training_sets" / snapshot.name)
 
     # its own port too: the service started here serves until the session ends, beside the
     # services the other tests start on the session's port
-    env = {"FTI_HOME": str(home), "FTI_DATA_ROOT": str(data),
-           "FTI_AIRFLOW_HOME": str(base.airflow_dir), "FTI_SERVING_PORT": str(free_port())}
+    env = {
+        "FTI_HOME": str(home),
+        "FTI_DATA_ROOT": str(data),
+        "FTI_AIRFLOW_HOME": str(base.airflow_dir),
+        "FTI_SERVING_PORT": str(free_port()),
+    }
     # the variables hold while the platform is built and, through platform_env, inside the
     # tests that use it; never for the rest of the session's tests
     mp = pytest.MonkeyPatch()
@@ -91,13 +103,24 @@ def platform(two_days, snapshot, tmp_path_factory):
         results = train.train(snapshot, model_dir, epochs=2)
         lineage = {"training_set.hash": snapshot.stem, "data_interval": "2013-01-01..2013-01-02"}
         _, champion = registry.register(model_dir, results, lineage, s)
-        registry.record_decision(str(champion), gate.Decision(True, ["first model"]),
-                                 {"candidate": results["test"], "baseline": None, "champion": None}, s)
+        registry.record_decision(
+            str(champion),
+            gate.Decision(True, ["first model"]),
+            {"candidate": results["test"], "baseline": None, "champion": None},
+            s,
+        )
         _, rejected = registry.register(model_dir, results, lineage, s)
         registry.record_decision(
-            str(rejected), gate.Decision(False, ["does not beat the champion by 0.002"]),
-            {"candidate": results["test"], "baseline": results["validation"],
-             "champion": results["test"], "champion_version": str(champion)}, s)
+            str(rejected),
+            gate.Decision(False, ["does not beat the champion by 0.002"]),
+            {
+                "candidate": results["test"],
+                "baseline": results["validation"],
+                "champion": results["test"],
+                "champion_version": str(champion),
+            },
+            s,
+        )
 
         # the latest day with labels scored first: the inference run then monitors it with its
         # realised accuracy, beside the next day's drift
@@ -109,10 +132,19 @@ def platform(two_days, snapshot, tmp_path_factory):
 
         stale = _materialize_ahead(s, days=2)
         failed = _fail_raw_validation(base, s)
-        built = SimpleNamespace(settings=s, env=env, stale_view=STALE_VIEW, home=home,
-                                champion=str(champion), rejected=str(rejected), inference=i,
-                                stale=stale, failed=failed, labelled=labelled.isoformat(),
-                                results=results)
+        built = SimpleNamespace(
+            settings=s,
+            env=env,
+            stale_view=STALE_VIEW,
+            home=home,
+            champion=str(champion),
+            rejected=str(rejected),
+            inference=i,
+            stale=stale,
+            failed=failed,
+            labelled=labelled.isoformat(),
+            results=results,
+        )
     except BaseException:
         rollout.stop_local(s)
         raise
@@ -159,8 +191,8 @@ def client(auth_manager):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from fti.status import sections
-    from fti.status.app import create_app
+    from fti.apps.status import sections
+    from fti.apps.status.app import create_app
 
     sections.warm_up()  # as the plugin does when the API server starts
     root = FastAPI()

@@ -17,12 +17,19 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, free_port, http
 
-from fti.airflow_env import airflow_env
+from fti.ground.airflow_env import airflow_env
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SUB_PATH = "/airflow/"
 SCREENSHOT = ROOT / "docs" / "img" / "platform-page.png"
 
@@ -41,23 +48,38 @@ def api_server(platform, tmp_path):
     port = free_port()
     base_url = f"http://127.0.0.1:{port}{SUB_PATH}"
     env = {**os.environ, **platform.env, **airflow_env(platform.settings)}
-    env.update({
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": base_url,
-        "AIRFLOW__API__WORKERS": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
     log = tmp_path / "api-server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server",
-                                 "--port", str(port), "--host", "127.0.0.1"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "airflow"),
+                "api-server",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"api-server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+                raise AssertionError(
+                    f"api-server exited {proc.returncode}:\n{log.read_text()[-4000:]}"
+                )
             try:
                 if http("GET", f"{base_url}api/v2/monitor/health", timeout=2)[0] == 200:
                     break
@@ -78,7 +100,9 @@ def api_server(platform, tmp_path):
 
 
 def _password(settings) -> tuple[str, str]:
-    users = json.loads((settings.airflow_dir / "simple_auth_manager_passwords.json.generated").read_text())
+    users = json.loads(
+        (settings.airflow_dir / "simple_auth_manager_passwords.json.generated").read_text()
+    )
     return "admin", users["admin"]
 
 
@@ -88,8 +112,9 @@ def _wait_for_libraries(base_url: str, token: str, timeout: float = 120) -> dict
 
     deadline = time.monotonic() + timeout
     while True:
-        req = urllib.request.Request(f"{base_url}fti/api/status",
-                                     headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            f"{base_url}fti/api/status", headers={"Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             got = json.loads(resp.read())
         missing = {k: v["reason"] for k, v in got["sections"].items() if not v["available"]}
@@ -101,8 +126,9 @@ def _wait_for_libraries(base_url: str, token: str, timeout: float = 120) -> dict
 
 
 def _token(base_url: str, user: str, password: str) -> str:
-    status, body = http("POST", f"{base_url}auth/token",
-                        json.dumps({"username": user, "password": password}))
+    status, body = http(
+        "POST", f"{base_url}auth/token", json.dumps({"username": user, "password": password})
+    )
     assert status in (200, 201), body
     return json.loads(body)["access_token"]
 
@@ -145,13 +171,23 @@ def test_the_page_in_the_airflow_ui_shows_the_platform(platform, api_server):
             expect(raw.locator("li")).to_have_text(platform.failed["failed"])
             # models, the live service and monitoring
             expect(frame.locator("#champion")).to_have_text(f"v{platform.champion}")
-            expect(frame.locator(f'tr[data-version="{platform.rejected}"]')).to_contain_text("rejected")
+            expect(frame.locator(f'tr[data-version="{platform.rejected}"]')).to_contain_text(
+                "rejected"
+            )
             expect(frame.locator("#readiness")).to_have_text("ready")
             expect(frame.locator("#served-version")).to_contain_text(f"v{platform.champion}")
-            expect(frame.locator(f'tr[data-live="{platform.champion}"]')).to_contain_text("now (live)")
+            expect(frame.locator(f'tr[data-live="{platform.champion}"]')).to_contain_text(
+                "now (live)"
+            )
             expect(frame.locator(f'tr[data-day="{platform.labelled}"]')).to_contain_text(
-                str(next(p["roc_auc"] for p in data["monitoring"]["performance"]
-                         if p["day"] == platform.labelled)))
+                str(
+                    next(
+                        p["roc_auc"]
+                        for p in data["monitoring"]["performance"]
+                        if p["day"] == platform.labelled
+                    )
+                )
+            )
             expect(frame.locator("svg.chart circle").first).to_be_visible()
             expect(frame.locator(".unavailable")).to_have_count(0)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -160,17 +196,21 @@ def test_the_page_in_the_airflow_ui_shows_the_platform(platform, api_server):
             # the report link shows the validation's Data Docs page (in the frame: Airflow's
             # sandbox allows no pop-up), through the sub-path
             raw.get_by_role("link", name="report").click()
-            expect(frame.get_by_role("heading", name="Expectation Validation Result")).to_be_visible(
-                timeout=30_000)
+            expect(
+                frame.get_by_role("heading", name="Expectation Validation Result")
+            ).to_be_visible(timeout=30_000)
             assert [f.url for f in page.main_frame.child_frames] == [
-                f"{api_server}fti/reports/{next(r['report'] for b in data['validations']['boundaries'] for r in b['results'] if b['boundary'] == 'raw' and r['name'] == 'flights')}"]
+                f"{api_server}fti/reports/{next(r['report'] for b in data['validations']['boundaries'] for r in b['results'] if b['boundary'] == 'raw' and r['name'] == 'flights')}"
+            ]
             expect(frame.locator("body")).to_contain_text("distance")
 
             # a pipeline run's link opens Airflow's own page of the run, in the UI itself
             page.goto(f"{api_server}plugin/fti-platform")
             run = data["pipelines"]["pipelines"][2]["runs"][0]  # the inference run
             frame.locator(f'tr[data-run="{run["run_id"]}"] a').click()
-            expect(page).to_have_url(re.compile(re.escape(f"{api_server}dags/inference_pipeline/runs/")))
+            expect(page).to_have_url(
+                re.compile(re.escape(f"{api_server}dags/inference_pipeline/runs/"))
+            )
             expect(page.get_by_text(run["run_id"]).first).to_be_visible(timeout=30_000)
             expect(page.locator("iframe")).to_have_count(0)
         finally:

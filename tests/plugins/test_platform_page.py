@@ -15,11 +15,19 @@ import time
 import pytest
 from helpers import ROOT, free_port, http
 
-from fti.settings import get_settings
-from fti.status import sections
+from fti.apps.status import sections
+from fti.ground.settings import get_settings
 
-SECTIONS = ["pipelines", "feature_views", "online_store", "validations", "models", "live",
-            "service", "monitoring"]
+SECTIONS = [
+    "pipelines",
+    "feature_views",
+    "online_store",
+    "validations",
+    "models",
+    "live",
+    "service",
+    "monitoring",
+]
 ROUTES = ["/fti/", "/fti/api/status", "/fti/reports/validation/raw/flights/x/report.html"]
 
 
@@ -32,6 +40,7 @@ def _status(client, token) -> dict:
 @pytest.fixture
 def env(monkeypatch):
     """Set ``FTI_*`` variables for the page (it reads the settings on every request)."""
+
     def set_env(**values: str) -> None:
         for k, v in values.items():
             monkeypatch.setenv(k, v)
@@ -51,7 +60,10 @@ def test_every_route_requires_an_airflow_user(client, token, path):
     assert client.get(path, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403
     assert client.get(path, cookies={"_token": "not-a-jwt"}).status_code == 403
     # when the UI's own session cookie or a bearer token of an Airflow user comes with it
-    for kwargs in ({"headers": {"Authorization": f"Bearer {token}"}}, {"cookies": {"_token": token}}):
+    for kwargs in (
+        {"headers": {"Authorization": f"Bearer {token}"}},
+        {"cookies": {"_token": token}},
+    ):
         r = client.get(path, **kwargs)
         # then the route answers (the report of a run that does not exist is a 404, not a 401)
         assert r.status_code == (404 if "reports" in path else 200), r.text
@@ -69,8 +81,12 @@ def test_reports_route_serves_only_files_under_the_reports_folder(client, token,
     auth = {"Authorization": f"Bearer {token}"}
     r = client.get("/fti/reports/validation/raw/flights/2013-01-01/r1/report.html", headers=auth)
     assert r.status_code == 200 and r.text == "<html>the report</html>"
-    for path in ["/fti/reports/..%2fsecret.txt", "/fti/reports/%2e%2e/secret.txt",
-                 "/fti/reports/monitoring/.2013-01-01.abc.tmp/index.html", "/fti/reports/validation"]:
+    for path in [
+        "/fti/reports/..%2fsecret.txt",
+        "/fti/reports/%2e%2e/secret.txt",
+        "/fti/reports/monitoring/.2013-01-01.abc.tmp/index.html",
+        "/fti/reports/validation",
+    ]:
         r = client.get(path, headers=auth)
         assert r.status_code == 404, (path, r.status_code)
         assert "not a report" not in r.text
@@ -85,10 +101,11 @@ def test_the_plugin_adds_the_app_and_a_relative_nav_entry():
         "views, _ = plugins_manager._get_ui_plugins()\n"
         "print(json.dumps({'apps': [{k: v for k, v in a.items() if k != 'app'} for a in apps],\n"
         "  'views': views, 'heavy': sorted(m for m in ('feast', 'mlflow', 'pandas', 'pyarrow',\n"
-        "  'great_expectations', 'fti.status.sections') if m in sys.modules)}))\n"
+        "  'great_expectations', 'fti.apps.status.sections') if m in sys.modules)}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"url_prefix": "/fti", "name": "FTI platform"} in got["apps"]
@@ -104,10 +121,17 @@ def test_displayed_values_are_escaped(client, token, tmp_path, env):
     # given a validation result whose texts hold markup (a column value can be anything)
     run = tmp_path / "home" / "reports" / "validation" / "raw" / "<b>flights" / "2013-01-01" / "r1"
     run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({
-        "boundary": "raw/<b>flights", "success": False, "evaluated": 3, "rows": 10,
-        "failed": ['expect_x(column="<script>alert(1)</script>"): 2 of 10 rows'],
-    }))
+    (run / "result.json").write_text(
+        json.dumps(
+            {
+                "boundary": "raw/<b>flights",
+                "success": False,
+                "evaluated": 3,
+                "rows": 10,
+                "failed": ['expect_x(column="<script>alert(1)</script>"): 2 of 10 rows'],
+            }
+        )
+    )
     env(FTI_HOME=str(tmp_path / "home"))
     r = client.get("/fti/", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
@@ -123,7 +147,9 @@ def _airflow_runs(settings, dag_id: str) -> list[tuple[str, str]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         return con.execute(
             "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY run_after DESC, id DESC "
-            "LIMIT ?", (dag_id, sections.RUNS_PER_PIPELINE)).fetchall()
+            "LIMIT ?",
+            (dag_id, sections.RUNS_PER_PIPELINE),
+        ).fetchall()
 
 
 @pytest.mark.slow
@@ -131,7 +157,7 @@ def test_json_equals_what_the_stores_hold(platform, client, token, env):
     import pyarrow.parquet as pq
     from mlflow import MlflowClient
 
-    from fti import featurestore
+    from fti.ground import featurestore
     from serving import rollout
 
     env(FTI_STATUS_TIMEOUT_S="30")  # correctness here; the faults below keep the default
@@ -158,15 +184,27 @@ def test_json_equals_what_the_stores_hold(platform, client, token, env):
     newest = max(e for v in views.values() for _, e in v.materialization_intervals)
     assert data["feature_views"]["now"] == sections._iso(newest)
     for name, v in views.items():
-        start, end = max(v.materialization_intervals, key=lambda i: i[1]) if v.materialization_intervals else (None, None)
+        start, end = (
+            max(v.materialization_intervals, key=lambda i: i[1])
+            if v.materialization_intervals
+            else (None, None)
+        )
         if v.online:
             assert shown[name]["last_interval"] == [sections._iso(start), sections._iso(end)]
             assert shown[name]["age_hours"] == round((newest - end).total_seconds() / 3600, 2)
         days = sorted((s.offline_dir / name).glob("date=*"))
         assert shown[name]["latest_partition"] == days[-1].name.removeprefix("date=")
-        assert shown[name]["latest_partition_rows"] == pq.ParquetFile(days[-1] / "part-0.parquet").metadata.num_rows
-    assert shown[platform.stale_view]["freshness"] == "stale" and shown[platform.stale_view]["age_hours"] == 48.0
-    assert {shown[v]["freshness"] for v in featurestore.ONLINE_VIEWS if v != platform.stale_view} == {"fresh"}
+        assert (
+            shown[name]["latest_partition_rows"]
+            == pq.ParquetFile(days[-1] / "part-0.parquet").metadata.num_rows
+        )
+    assert (
+        shown[platform.stale_view]["freshness"] == "stale"
+        and shown[platform.stale_view]["age_hours"] == 48.0
+    )
+    assert {
+        shown[v]["freshness"] for v in featurestore.online_views() if v != platform.stale_view
+    } == {"fresh"}
     assert shown["flight_labels"]["freshness"] == "offline only"
     assert data["online_store"]["entities"] == featurestore.online_entity_counts(s)
 
@@ -182,13 +220,23 @@ def test_json_equals_what_the_stores_hold(platform, client, token, env):
     for b in boundaries.values():
         for r in b["results"]:
             on_disk = json.loads((s.reports_dir / r["report"]).with_name("result.json").read_text())
-            assert (r["success"], r["failed"], r["rows"]) == (on_disk["success"], on_disk["failed"], on_disk["rows"])
-    page = client.get(f"/fti/reports/{raw['flights']['report']}", headers={"Authorization": f"Bearer {token}"})
+            assert (r["success"], r["failed"], r["rows"]) == (
+                on_disk["success"],
+                on_disk["failed"],
+                on_disk["rows"],
+            )
+    page = client.get(
+        f"/fti/reports/{raw['flights']['report']}", headers={"Authorization": f"Bearer {token}"}
+    )
     assert page.status_code == 200 and "Great Expectations" in page.text and "distance" in page.text
 
     # models: MLflow's versions, gate tags and champion alias
     mlflow = MlflowClient(s.tracking_uri)
-    assert data["models"]["champion"] == platform.champion == str(mlflow.get_model_version_by_alias(s.model_name, "champion").version)
+    assert (
+        data["models"]["champion"]
+        == platform.champion
+        == str(mlflow.get_model_version_by_alias(s.model_name, "champion").version)
+    )
     versions = {v["version"]: v for v in data["models"]["versions"]}
     assert set(versions) == {platform.champion, platform.rejected}
     for version, v in versions.items():
@@ -198,11 +246,14 @@ def test_json_equals_what_the_stores_hold(platform, client, token, env):
         assert v["candidate"]["roc_auc"] == round(numbers["candidate"]["roc_auc"], 4)
         assert v["champion"] is (version == platform.champion)
     assert versions[platform.rejected]["decision"] == "rejected"
-    assert versions[platform.rejected]["champion_then"]["roc_auc"] == round(platform.results["test"]["roc_auc"], 4)
+    assert versions[platform.rejected]["champion_then"]["roc_auc"] == round(
+        platform.results["test"]["roc_auc"], 4
+    )
 
     # live history and the service
-    assert [(e["model_version"], e["from"], e["until"]) for e in data["live"]["history"]] == \
-        [(str(e["model_version"]), e["from"], e["until"]) for e in reversed(rollout.history(s))]
+    assert [(e["model_version"], e["from"], e["until"]) for e in data["live"]["history"]] == [
+        (str(e["model_version"]), e["from"], e["until"]) for e in reversed(rollout.history(s))
+    ]
     svc = data["service"]
     assert svc["ready"] is True and svc["model_version"] == platform.champion
     status, text = http("GET", f"{s.service_url}/metrics")
@@ -217,7 +268,9 @@ def test_json_equals_what_the_stores_hold(platform, client, token, env):
     mon = data["monitoring"]
     assert mon["latest"]["day"] == days[-1] and mon["threshold"] == latest["threshold"]
     assert {f["feature"]: f["psi"] for f in mon["latest"]["features"]} == latest["feature_psi"]
-    assert {f["feature"] for f in mon["latest"]["features"] if f["drifted"]} == set(latest["drifted"])
+    assert {f["feature"] for f in mon["latest"]["features"] if f["drifted"]} == set(
+        latest["drifted"]
+    )
     perf = {p["day"]: p for p in mon["performance"]}
     labelled = json.loads((s.monitoring_dir / platform.labelled / "metrics.json").read_text())
     assert perf[platform.labelled]["roc_auc"] == labelled["performance"]["roc_auc"] is not None
@@ -225,7 +278,11 @@ def test_json_equals_what_the_stores_hold(platform, client, token, env):
 
 def _row(page: str, attrs: str) -> str:
     """The HTML of the one table row whose opening tag holds ``attrs``."""
-    rows = [m.group(0) for m in re.finditer(r"<tr [^>]*>.*?</tr>", page, re.S) if attrs in m.group(0).split(">", 1)[0]]
+    rows = [
+        m.group(0)
+        for m in re.finditer(r"<tr [^>]*>.*?</tr>", page, re.S)
+        if attrs in m.group(0).split(">", 1)[0]
+    ]
     assert len(rows) == 1, (attrs, rows)
     return rows[0]
 
@@ -253,8 +310,12 @@ def test_the_page_shows_the_same_values(platform, client, token, env):
     row = _row(page, 'data-boundary="raw" data-table="flights"')
     assert 'class="result failed">failed' in row
     assert [_text(li) for li in re.findall(r"<li>.*?</li>", row, re.S)] == platform.failed["failed"]
-    report = next(r["report"] for b in data["validations"]["boundaries"] for r in b["results"]
-                  if b["boundary"] == "raw" and r["name"] == "flights")
+    report = next(
+        r["report"]
+        for b in data["validations"]["boundaries"]
+        for r in b["results"]
+        if b["boundary"] == "raw" and r["name"] == "flights"
+    )
     assert re.findall(r'href="([^"]+)"', row) == [f"reports/{report}"]
     assert f'<span id="champion">v{platform.champion}</span>' in page
     assert f'<td id="served-version">v{platform.champion} ' in page
@@ -285,21 +346,32 @@ def hanging_server():
 
 
 FAULTS = {
-    "service down": ("service", lambda p: {"FTI_SERVING_URL": f"http://127.0.0.1:{p}"},
-                     "service unreachable at http://127.0.0.1:{port}: [Errno 111] Connection refused"),
+    "service down": (
+        "service",
+        lambda p: {"FTI_SERVING_URL": f"http://127.0.0.1:{p}"},
+        "service unreachable at http://127.0.0.1:{port}: [Errno 111] Connection refused",
+    ),
     "online store unreachable": (
         "online_store",
-        lambda p: {"FTI_ONLINE_STORE": "redis", "FTI_REDIS_CONNECTION_STRING": f"127.0.0.1:{p},password=s3cret"},
-        "Redis online store unreachable (127.0.0.1:{port})"),
+        lambda p: {
+            "FTI_ONLINE_STORE": "redis",
+            "FTI_REDIS_CONNECTION_STRING": f"127.0.0.1:{p},password=s3cret",
+        },
+        "Redis online store unreachable (127.0.0.1:{port})",
+    ),
     "MLflow unreachable": (
-        "models", lambda p: {"FTI_MLFLOW_TRACKING_URI": f"http://fti:s3cret@127.0.0.1:{p}"},
-        "MLflow tracking server unreachable at http://127.0.0.1:{port}/health: [Errno 111] Connection refused"),
+        "models",
+        lambda p: {"FTI_MLFLOW_TRACKING_URI": f"http://fti:s3cret@127.0.0.1:{p}"},
+        "MLflow tracking server unreachable at http://127.0.0.1:{port}/health: [Errno 111] Connection refused",
+    ),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_store_down_marks_its_part_unavailable_and_the_rest_renders(platform, client, token, env, fault):
+def test_a_store_down_marks_its_part_unavailable_and_the_rest_renders(
+    platform, client, token, env, fault
+):
     section, make_env, reason = FAULTS[fault]
     port = _dead_port()
     # a generous deadline: the reason must be the fault itself, never a timeout
@@ -309,29 +381,43 @@ def test_a_store_down_marks_its_part_unavailable_and_the_rest_renders(platform, 
     page = client.get("/fti/", headers=auth)
     elapsed = time.perf_counter() - t0
     got = client.get("/fti/api/status", headers=auth).json()
-    print(f"{fault}: page in {elapsed:.3f} s; sections {[(k, v['seconds']) for k, v in got['sections'].items()]}")
+    print(
+        f"{fault}: page in {elapsed:.3f} s; sections {[(k, v['seconds']) for k, v in got['sections'].items()]}"
+    )
     assert page.status_code == 200
     shown = got["sections"][section]
-    assert shown["available"] is False and shown["reason"].startswith(reason.format(port=port)), shown
+    assert shown["available"] is False and shown["reason"].startswith(reason.format(port=port)), (
+        shown
+    )
     assert f"unavailable: {reason.format(port=port)}" in page.text
     others = [k for k in SECTIONS if k != section]
-    assert all(got["sections"][k]["available"] for k in others), \
-        {k: got["sections"][k]["reason"] for k in others}
-    assert "Traceback" not in page.text and "s3cret" not in page.text and "s3cret" not in json.dumps(got)
+    assert all(got["sections"][k]["available"] for k in others), {
+        k: got["sections"][k]["reason"] for k in others
+    }
+    assert (
+        "Traceback" not in page.text
+        and "s3cret" not in page.text
+        and "s3cret" not in json.dumps(got)
+    )
 
 
 @pytest.mark.slow
-def test_a_hanging_service_costs_the_page_its_deadline_only(platform, client, token, env, hanging_server):
+def test_a_hanging_service_costs_the_page_its_deadline_only(
+    platform, client, token, env, hanging_server
+):
     env(FTI_SERVING_URL=f"http://127.0.0.1:{hanging_server}")  # the default deadline
     t0 = time.perf_counter()
     got = client.get("/fti/api/status", headers={"Authorization": f"Bearer {token}"}).json()
-    print(f"hanging service: answered in {time.perf_counter() - t0:.3f} s (deadline "
-          f"{get_settings().status_timeout_s} s)")
+    print(
+        f"hanging service: answered in {time.perf_counter() - t0:.3f} s (deadline "
+        f"{get_settings().status_timeout_s} s)"
+    )
     shown = got["sections"]["service"]
     assert shown["available"] is False
     assert shown["reason"] in (
         f"service unreachable at http://127.0.0.1:{hanging_server}: timed out",
-        f"no answer within {get_settings().status_timeout_s:g} s")
+        f"no answer within {get_settings().status_timeout_s:g} s",
+    )
 
 
 def test_metrics_are_read_as_prometheus_would():
@@ -363,13 +449,18 @@ def test_metrics_are_read_as_prometheus_would():
 
 
 def test_reasons_never_carry_a_configured_secret(tmp_path):
-    from fti.settings import Settings
+    from fti.ground.settings import Settings
 
-    s = Settings(home=tmp_path, redis_connection_string="redis:6379,db=0,password=hunter22",
-                 mlflow_tracking_uri="http://fti:pa%2Fss@mlflow:5000",
-                 airflow_database_url="postgresql+psycopg2://airflow:db-s3cret@pg/airflow")
-    text = ("connect to redis:6379 with password=hunter22 failed; GET http://fti:pa%2Fss@mlflow:5000 "
-            "and pa/ss; postgresql+psycopg2://airflow:db-s3cret@pg/airflow refused")
+    s = Settings(
+        home=tmp_path,
+        redis_connection_string="redis:6379,db=0,password=hunter22",
+        mlflow_tracking_uri="http://fti:pa%2Fss@mlflow:5000",
+        airflow_database_url="postgresql+psycopg2://airflow:db-s3cret@pg/airflow",
+    )
+    text = (
+        "connect to redis:6379 with password=hunter22 failed; GET http://fti:pa%2Fss@mlflow:5000 "
+        "and pa/ss; postgresql+psycopg2://airflow:db-s3cret@pg/airflow refused"
+    )
     out = sections.scrub(text, s)
     assert "hunter22" not in out and "pa%2Fss" not in out and "pa/ss" not in out
     assert "db-s3cret" not in out and out.count("***") == 4

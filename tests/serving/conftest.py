@@ -16,7 +16,7 @@ import pytest
 from helpers import ROOT, free_port, http
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 from serving import model
 from training import train
 
@@ -75,11 +75,19 @@ def _start(env: dict[str, str], log: Path, timeout: float = 180) -> Service:
     full["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full.get('PATH', '')}"
     full.setdefault("OMP_NUM_THREADS", "1")
     full["BENTOML_DO_NOT_TRACK"] = "true"  # no usage reporting from tests
-    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:FlightDelayService",
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        str(Path(sys.executable).parent / "bentoml"),
+        "serve",
+        "serving.service:FlightDelayService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     out = open(log, "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     out.close()
     service = Service(f"http://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + timeout
@@ -104,7 +112,7 @@ def champion_home(snapshot, tmp_path_factory):
     where the training pipeline keeps training sets (monitoring finds it by the hash tag)."""
     import pandas as pd
 
-    from fti.settings import Settings
+    from fti.ground.settings import Settings
     from training import dataset, gate, registry
 
     def make(name: str) -> SimpleNamespace:
@@ -113,7 +121,9 @@ def champion_home(snapshot, tmp_path_factory):
         (root / "data").mkdir()
         (root / "data" / "offline").symlink_to(base.offline_dir, target_is_directory=True)
         s = Settings(home=root / "home", data_root=root / "data", feast_registry=base.registry)
-        path, digest = dataset.write_snapshot(pd.read_parquet(snapshot), s.data_dir / "training_sets")
+        path, digest = dataset.write_snapshot(
+            pd.read_parquet(snapshot), s.data_dir / "training_sets"
+        )
         model_dir = root / "model"
         results = train.train(path, model_dir, epochs=2)
         _, version = registry.register(model_dir, results, {"training_set.hash": digest}, s)
@@ -142,12 +152,13 @@ def start_service(tmp_path_factory):
         n = len(started)
         home = get_settings().serving_dir / f"bentoml-{n}"
         home.mkdir(parents=True, exist_ok=True)
-        service = _start({"BENTOML_HOME": str(home), **env},
-                         tmp_path_factory.mktemp("service-log") / f"service-{n}.log")
+        service = _start(
+            {"BENTOML_HOME": str(home), **env},
+            tmp_path_factory.mktemp("service-log") / f"service-{n}.log",
+        )
         started.append(service)
         return service
 
     yield start
     for service in started:
         service.stop()
-

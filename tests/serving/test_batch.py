@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from helpers import DAYS
 
-from fti.settings import Settings
-from fti.validation import ValidationFailed
+from fti.ground import featurestore, files
+from fti.ground.contract import contract
+from fti.ground.settings import Settings
+from fti.ground.validation import ValidationFailed
 from serving import batch
 from training import dataset, gate
 
@@ -54,13 +56,16 @@ def test_every_scheduled_flight_is_scored_with_features_as_of_the_day_start(cham
     # the features are those of the last published hour, never of the day being predicted
     carrier_ts = df["_feature_ts__carrier_delay_history"].dropna()
     assert len(carrier_ts) and (carrier_ts == start - pd.Timedelta(hours=1)).all()
-    for c in [c for c in df.columns if c.startswith(dataset.TS_PREFIX)]:
+    for c in [c for c in df.columns if c.startswith(featurestore.TS_PREFIX)]:
         assert (df[c].dropna() < start).all(), c
 
     # every input the model reads is in the file, for monitoring
     inputs = pd.read_parquet(next(iter((s.data_dir / "training_sets").glob("*.parquet"))))
-    model_inputs = [c for c in inputs.columns if c not in
-                    {*dataset.SPINE_COLUMNS, dataset.LABEL, "event_timestamp", "split"}]
+    model_inputs = [
+        c
+        for c in inputs.columns
+        if c not in {*dataset.SPINE_COLUMNS, contract().label, "event_timestamp", "split"}
+    ]
     assert set(model_inputs) <= set(df.columns)
     report = Path(result["validation_report"])
     assert report.exists() and report.is_relative_to(s.reports_dir / "validation" / "predictions")
@@ -90,7 +95,7 @@ def test_rerun_replaces_the_day_with_the_same_content(champion):
     assert first["path"] == second["path"]
     assert _sha256(batch.predictions_path(s, NEXT_DAY)) == digest
     folder = batch.predictions_path(s, NEXT_DAY).parent
-    assert [p.name for p in folder.iterdir()] == [batch.PART_FILE]
+    assert [p.name for p in folder.iterdir()] == [files.PART_FILE]
 
 
 def test_invalid_predictions_fail_naming_the_expectation_and_publish_nothing(champion, monkeypatch):
@@ -113,7 +118,7 @@ def test_invalid_predictions_fail_naming_the_expectation_and_publish_nothing(cha
     assert "expect_column_values_to_be_between(column='probability'" in message
     assert "1.5" in message
     assert _sha256(path) == before
-    assert [p.name for p in path.parent.iterdir()] == [batch.PART_FILE]
+    assert [p.name for p in path.parent.iterdir()] == [files.PART_FILE]
     assert (batch.validation_report_dir(s, NEXT_DAY, "broken") / "report.html").exists()
 
 
@@ -125,8 +130,11 @@ def test_a_day_without_the_previous_days_features_is_refused(champion):
 
 
 def test_no_champion_is_a_clear_error(champion, tmp_path):
-    s = Settings(home=tmp_path / "home", data_root=champion.settings.data_dir,
-                 feast_registry=champion.settings.registry)
+    s = Settings(
+        home=tmp_path / "home",
+        data_root=champion.settings.data_dir,
+        feast_registry=champion.settings.registry,
+    )
     with pytest.raises(LookupError, match="no champion model"):
         batch.score_day(NEXT_DAY, "manual", s)
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from helpers import DAYS, free_port
 
-from fti import featurestore
-from fti.settings import Settings, get_settings
+from fti.ground import featurestore
+from fti.ground.settings import Settings, get_settings
 from serving import features
 from training import dataset
 
@@ -52,8 +52,9 @@ def test_wall_clock_is_now(store):
     assert abs(features.as_of(wall, store) - pd.Timestamp.now(tz="UTC")) < pd.Timedelta(minutes=1)
 
 
-@pytest.mark.parametrize("later", [pd.Timedelta(0), pd.Timedelta(hours=4), pd.Timedelta(days=2),
-                                   pd.Timedelta(days=8)])
+@pytest.mark.parametrize(
+    "later", [pd.Timedelta(0), pd.Timedelta(hours=4), pd.Timedelta(days=2), pd.Timedelta(days=8)]
+)
 def test_online_features_equal_offline_asof_features_at_the_same_instant(store, spine, later):
     # given every flight of the two days and an instant at or after the materialized end
     now = features.as_of(get_settings(), store) + later
@@ -62,7 +63,7 @@ def test_online_features_equal_offline_asof_features_at_the_same_instant(store, 
     offline = _offline(spine, now)
     # then every feature and every feature timestamp is the same cell, nulls included
     spec = features.service_spec(store)
-    ts_cols = [c for c in offline.columns if c.startswith(dataset.TS_PREFIX)]
+    ts_cols = [c for c in offline.columns if c.startswith(featurestore.TS_PREFIX)]
     assert set(spec.feature_columns) | set(ts_cols) <= set(online.columns)
     for col in [*spec.feature_columns, *ts_cols]:
         assert _cells(online[col]) == _cells(offline[col]), col
@@ -78,7 +79,11 @@ def test_ttl_turns_old_rows_into_nulls_and_ages_are_from_the_rows_used(store, sp
     assert weather_age.max() <= 3600
     assert fresh["temp_f"].notna().all()
     oldest = pd.concat(
-        [(now - fresh[c]).dt.total_seconds() for c in fresh.columns if c.startswith(dataset.TS_PREFIX)],
+        [
+            (now - fresh[c]).dt.total_seconds()
+            for c in fresh.columns
+            if c.startswith(featurestore.TS_PREFIX)
+        ],
         axis=1,
     ).max(axis=1)
     assert np.allclose(fresh[features.AGE_COLUMN], oldest.round(3), equal_nan=True)
@@ -99,17 +104,34 @@ def test_ttl_turns_old_rows_into_nulls_and_ages_are_from_the_rows_used(store, sp
 
 def test_unknown_entities_get_null_features_and_a_naive_time_is_local(store):
     flights = [
-        {"carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH", "tailnum": "N14228",
-         "sched_dep_ts": "2013-01-03 05:15"},
-        {"carrier": "ZZ", "flight": 1, "origin": "JFK", "dest": "XXX", "tailnum": "N00000",
-         "sched_dep_ts": pd.Timestamp("2013-01-03T10:15:00Z")},
+        {
+            "carrier": "UA",
+            "flight": 1545,
+            "origin": "EWR",
+            "dest": "IAH",
+            "tailnum": "N14228",
+            "sched_dep_ts": "2013-01-03 05:15",
+        },
+        {
+            "carrier": "ZZ",
+            "flight": 1,
+            "origin": "JFK",
+            "dest": "XXX",
+            "tailnum": "N00000",
+            "sched_dep_ts": pd.Timestamp("2013-01-03T10:15:00Z"),
+        },
     ]
     out = features.online_features(flights, get_settings(), store)
     assert (out["sched_dep_ts"] == pd.Timestamp("2013-01-03T10:15:00Z")).all()
     assert out.loc[0, "carrier_flights_28d"] > 0 and out.loc[0, "temp_f"] == out.loc[0, "temp_f"]
     unknown = out.loc[1]
-    for col in ["carrier_flights_28d", "route_flights_28d", "plane_seats",
-                "_feature_ts__carrier_delay_history", "_feature_ts__plane_attributes"]:
+    for col in [
+        "carrier_flights_28d",
+        "route_flights_28d",
+        "plane_seats",
+        "_feature_ts__carrier_delay_history",
+        "_feature_ts__plane_attributes",
+    ]:
         assert pd.isna(unknown[col]), col
     assert unknown["temp_f"] == unknown["temp_f"]  # JFK's weather is known
     assert out.loc[1, "dep_hour_local"] == 5
@@ -129,15 +151,31 @@ def test_a_missing_or_unreachable_online_store_is_reported_plainly(tmp_path, sto
         features.check_online_store(missing)
 
     port = free_port()  # nothing listens there
-    down = Settings(home=tmp_path / "home", feast_registry=base.registry, online_store="redis",
-                    redis_connection_string=f"127.0.0.1:{port}")
+    down = Settings(
+        home=tmp_path / "home",
+        feast_registry=base.registry,
+        online_store="redis",
+        redis_connection_string=f"127.0.0.1:{port}",
+    )
     redis_store = featurestore.feature_store(down)
-    with pytest.raises(features.OnlineStoreUnavailable, match=f"Redis online store unreachable .*{port}"):
+    with pytest.raises(
+        features.OnlineStoreUnavailable, match=f"Redis online store unreachable .*{port}"
+    ):
         features.check_online_store(down, redis_store)
-    with pytest.raises(features.OnlineStoreUnavailable, match="online store \\(redis\\) unreadable"):
+    with pytest.raises(
+        features.OnlineStoreUnavailable, match="online store \\(redis\\) unreadable"
+    ):
         features.online_features(
-            [{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N14228",
-              "sched_dep_ts": "2013-01-03 05:15"}],
-            down, redis_store,
+            [
+                {
+                    "carrier": "UA",
+                    "origin": "EWR",
+                    "dest": "IAH",
+                    "tailnum": "N14228",
+                    "sched_dep_ts": "2013-01-03 05:15",
+                }
+            ],
+            down,
+            redis_store,
         )
     features.check_online_store(base, store)  # the session's store is fine

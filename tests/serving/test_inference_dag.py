@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import post_json
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 from training import gate, registry
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def private_home(two_days, tmp_path, monkeypatch):
 
 
 def test_inference_dag_deploys_scores_and_monitors(private_home, snapshot, served_model):
-    from fti.demo import curl_example, run_inference
+    from fti.apps.demo import curl_example, run_inference
     from serving import rollout
 
     s = private_home
@@ -81,7 +81,7 @@ def test_demo_serves_until_interrupted_then_stops_the_service(private_home, snap
 
     from helpers import ROOT, http
 
-    from fti.settings import settings_env
+    from fti.ground.settings import settings_env
     from serving import rollout
 
     s = private_home
@@ -92,13 +92,20 @@ def test_demo_serves_until_interrupted_then_stops_the_service(private_home, snap
 
     pipeline.deploy(s)
     rollout.stop_local(s)  # the demo's own process starts it again (ensure_running)
-    code = ("from fti.settings import get_settings; from fti.demo import _serve_until_interrupted; "
-            "from serving import rollout; s = get_settings(); rollout.ensure_running(s); "
-            "raise SystemExit(_serve_until_interrupted(s))")
+    code = (
+        "from fti.ground.settings import get_settings; from fti.apps.demo import _serve_until_interrupted; "
+        "from serving import rollout; s = get_settings(); rollout.ensure_running(s); "
+        "raise SystemExit(_serve_until_interrupted(s))"
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True,
-                                env={**os.environ, **settings_env(s)},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            text=True,
+            env={**os.environ, **settings_env(s)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         lines = []
         for line in proc.stdout:  # until the demo says it keeps serving
             lines.append(line)
@@ -118,7 +125,7 @@ def test_inference_dag_shape_and_the_drift_loop():
     from airflow.dag_processing.dagbag import DagBag
     from helpers import ROOT
 
-    from fti.assets import DRIFT, FEATURES, MODEL
+    from fti.ground.assets import DRIFT, FEATURES, MODEL
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     dag = bag.dags["inference_pipeline"]
@@ -132,4 +139,48 @@ def test_inference_dag_shape_and_the_drift_loop():
     # and the loop closes: drift schedules the training pipeline (as new features do)
     training = bag.dags["training_pipeline"]
     assert type(training.timetable.asset_condition).__name__ == "AssetAny"
-    assert {a.name for a in training.timetable.asset_condition.objects} == {FEATURES.name, DRIFT.name}
+    assert {a.name for a in training.timetable.asset_condition.objects} == {
+        FEATURES.name,
+        DRIFT.name,
+    }
+
+
+def test_a_rerun_redoes_the_day_its_triggering_event_names(private_home, snapshot, served_model):
+    """An inference run started by the features event of 2013-01-01 scores 2013-01-02; run
+    again from the same event once later days are published, it scores 2013-01-02 again (the
+    same predictions file), never "the day after the latest one in storage"."""
+    import hashlib
+
+    from helpers import asset_events, triggered_by
+
+    from fti.apps.demo import run_inference
+    from fti.ground.assets import FEATURES
+    from serving import batch
+
+    s = private_home
+    (s.data_dir / "training_sets").mkdir(parents=True, exist_ok=True)
+    shutil.copy(snapshot, s.data_dir / "training_sets" / snapshot.name)
+    results = json.loads((served_model / "metrics.json").read_text())
+    _, version = registry.register(served_model, results, {"training_set.hash": snapshot.stem}, s)
+    registry.record_decision(str(version), gate.Decision(True, ["test"]), {}, s)
+
+    # the feature pipeline's runs (the session's two days) left one event per published day
+    events = asset_events(FEATURES.name)
+    days = {extra.get("last_day") for _, extra in events}
+    assert {"2013-01-01", "2013-01-02"} <= days, events
+    first_day = next(i for i, extra in events if extra.get("last_day") == "2013-01-01")
+    assert batch.latest_feature_day(s).isoformat() == "2013-01-02"  # a later day exists
+
+    with triggered_by([first_day]):
+        first = run_inference(s)
+    assert first["state"] == "success", first
+    assert first["score_next_day"]["day"] == "2013-01-02"
+    path = batch.predictions_path(s, "2013-01-02")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    with triggered_by([first_day]):
+        again = run_inference(s)
+    assert again["state"] == "success", again
+    assert again["score_next_day"]["day"] == "2013-01-02"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert not batch.predictions_path(s, "2013-01-03").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fti.settings import Settings
+from fti.ground.settings import Settings
 from serving import model
 from training import gate, registry, train
 
@@ -29,7 +29,10 @@ def test_a_configured_directory_is_served_nested_or_not(served_model, tmp_path):
     assert model.resolve(Settings(serving_model_dir=served_model)) == served_model
     # a Bento or an MLflow download may keep the files one folder down
     shutil.copytree(served_model, tmp_path / "bento" / "model")
-    assert model.resolve(Settings(serving_model_dir=tmp_path / "bento")) == tmp_path / "bento" / "model"
+    assert (
+        model.resolve(Settings(serving_model_dir=tmp_path / "bento"))
+        == tmp_path / "bento" / "model"
+    )
     with pytest.raises(model.NoModel, match="not a directory"):
         model.resolve(Settings(serving_model_dir=tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
@@ -60,5 +63,6 @@ def test_without_a_directory_the_champion_is_downloaded_once(snapshot, tmp_path)
     assert loaded.version == str(version)
     np.testing.assert_allclose(
         loaded.predict_proba(pd.read_parquet(snapshot)),
-        gate.score(tmp_path / "m", pd.read_parquet(snapshot)), atol=1e-6,
+        gate.score(tmp_path / "m", pd.read_parquet(snapshot)),
+        atol=1e-6,
     )

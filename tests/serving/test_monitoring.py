@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from helpers import DAYS
 
-from fti.settings import Settings
+from fti.ground import featurestore
+from fti.ground.contract import contract
+from fti.ground.settings import Settings
 from serving import batch, monitoring
-from training import dataset, gate, train
+from training import gate, train
 
 NEXT_DAY = DAYS[-1] + timedelta(days=1)
 THRESHOLD = Settings().drift_psi_threshold
@@ -86,7 +88,9 @@ def _model_inputs(model_dir) -> set[str]:
 
     from training.model import Preprocessor
 
-    pre = Preprocessor.from_json(torch.load(model_dir / "model.pt", weights_only=False)["preprocessor"])
+    pre = Preprocessor.from_json(
+        torch.load(model_dir / "model.pt", weights_only=False)["preprocessor"]
+    )
     return {*pre.categorical, *pre.numeric}
 
 
@@ -103,8 +107,11 @@ def test_report_of_a_day_whose_labels_have_not_landed(champion):
     assert all(v >= 0 for v in result["feature_psi"].values())
     assert set(result["ignored"]) == {"dep_dow_local", "dep_month_local"}
     assert result["drifted"] == sorted(
-        (c for c, v in result["feature_psi"].items()
-         if v > s.drift_psi_threshold and c not in result["ignored"]),
+        (
+            c
+            for c, v in result["feature_psi"].items()
+            if v > s.drift_psi_threshold and c not in result["ignored"]
+        ),
         key=lambda c: -result["feature_psi"][c],
     )
 
@@ -131,7 +138,7 @@ def test_realised_performance_once_the_labels_have_landed(champion):
 
     labels = pd.read_parquet(s.offline_dir / "flight_labels" / f"date={day.isoformat()}")
     scored = pd.read_parquet(batch.predictions_path(s, day)).merge(labels, on="flight_id")
-    expected = train.metrics(scored[dataset.LABEL].to_numpy(), scored["probability"].to_numpy())
+    expected = train.metrics(scored[contract().label].to_numpy(), scored["probability"].to_numpy())
     perf = result["performance"]
     assert result["labels"] == "landed"
     assert perf["labelled"] == len(labels) and perf["scored"] == result["rows"]
@@ -151,10 +158,12 @@ def test_shifted_inputs_are_flagged_and_logged(champion, caplog):
     reference = monitoring.reference_as_scored(train_rows, champion.snapshot, s)
     # the reference is the training flights as a day's scoring sees them: as of their midnight
     assert reference["flight_id"].tolist() == train_rows["flight_id"].tolist()
-    for c in [c for c in reference.columns if c.startswith(dataset.TS_PREFIX)]:
+    for c in [c for c in reference.columns if c.startswith(featurestore.TS_PREFIX)]:
         local_day = reference["sched_dep_ts"].dt.tz_convert("America/New_York").dt.date
         seen = reference[c].notna()
-        assert (reference.loc[seen, c].dt.tz_convert("America/New_York").dt.date < local_day[seen]).all()
+        assert (
+            reference.loc[seen, c].dt.tz_convert("America/New_York").dt.date < local_day[seen]
+        ).all()
     control = reference.assign(
         probability=gate.score(champion.model_dir, reference), model_version=champion.version
     )
@@ -171,8 +180,9 @@ def test_shifted_inputs_are_flagged_and_logged(champion, caplog):
     # (the reference is the data set's first day as of its midnight: no weather or history
     # existed yet, so numeric features are null there and a categorical shift is the test)
     # the weekday moves too: reported, but by configuration never drift (a day has one weekday)
-    control.assign(dest="SJU", origin="JFK", dep_dow_local=(control["dep_dow_local"] + 3) % 7
-                   ).to_parquet(path, index=False)
+    control.assign(
+        dest="SJU", origin="JFK", dep_dow_local=(control["dep_dow_local"] + 3) % 7
+    ).to_parquet(path, index=False)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="serving.monitoring"):
         drift = monitoring.monitor_day(day, "shifted", s)
@@ -181,8 +191,11 @@ def test_shifted_inputs_are_flagged_and_logged(champion, caplog):
     assert drift["feature_psi"]["dep_dow_local"] > s.drift_psi_threshold
     assert "dep_dow_local" in drift["ignored"]
     assert min(drift["feature_psi"][c] for c in drift["drifted"]) > s.drift_psi_threshold
-    lines = [r.getMessage() for r in caplog.records
-             if r.levelno == logging.WARNING and r.getMessage().startswith("feature drift")]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.getMessage().startswith("feature drift")
+    ]
     assert len(lines) == 1, lines
     assert "dest PSI" in lines[0] and "origin PSI" in lines[0]
     assert f"threshold {s.drift_psi_threshold}" in lines[0]

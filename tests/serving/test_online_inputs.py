@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 from serving import features
 
 
@@ -30,6 +30,7 @@ def departure_time_features():
         sys.path.remove(repo)
     return module.departure_time_features.feature_transformation.udf
 
+
 NY = ZoneInfo("America/New_York")
 
 
@@ -42,8 +43,10 @@ def _flights_frame(flights, settings) -> pd.DataFrame:
 
 def _utc(values) -> list[pd.Timestamp]:
     frame = _flights_frame(
-        [{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1", "sched_dep_ts": v}
-         for v in values],
+        [
+            {"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1", "sched_dep_ts": v}
+            for v in values
+        ],
         get_settings(),
     )
     assert str(frame["sched_dep_ts"].dtype) == "datetime64[us, UTC]"
@@ -78,11 +81,16 @@ def test_naive_times_follow_pythons_zoneinfo_rule():
 
 
 def test_frames_keep_their_columns_and_order():
-    frame = pd.DataFrame({
-        "flight_id": ["a", "b"], "carrier": ["UA", "AA"], "origin": ["EWR", "JFK"],
-        "dest": ["IAH", "MIA"], "tailnum": ["N1", None],
-        "sched_dep_ts": pd.to_datetime(["2013-01-03T10:15:00Z", "2013-01-03T11:00:00Z"]),
-    })
+    frame = pd.DataFrame(
+        {
+            "flight_id": ["a", "b"],
+            "carrier": ["UA", "AA"],
+            "origin": ["EWR", "JFK"],
+            "dest": ["IAH", "MIA"],
+            "tailnum": ["N1", None],
+            "sched_dep_ts": pd.to_datetime(["2013-01-03T10:15:00Z", "2013-01-03T11:00:00Z"]),
+        }
+    )
     out = _flights_frame(frame, get_settings())
     assert list(out.columns) == list(frame.columns)
     assert out["flight_id"].tolist() == ["a", "b"] and out["tailnum"].tolist() == ["N1", None]
@@ -94,17 +102,22 @@ def test_frames_keep_their_columns_and_order():
 
 def test_bad_flights_are_named():
     with pytest.raises(ValueError, match="lack column.*sched_dep_ts"):
-        _flights_frame([{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1"}],
-                                get_settings())
+        _flights_frame(
+            [{"carrier": "UA", "origin": "EWR", "dest": "IAH", "tailnum": "N1"}], get_settings()
+        )
     with pytest.raises(ValueError, match="sched_dep_ts: not a time: 42"):
         _utc([42])
 
 
 def test_flight_ids_are_the_feature_jobs_keys_in_local_time():
-    frame = pd.DataFrame({
-        "carrier": ["UA", "B6"], "flight": [1545, 27], "origin": ["EWR", "JFK"],
-        "sched_dep_ts": pd.to_datetime(["2013-01-01T10:15:00Z", "2013-07-01T04:05:00Z"]),
-    })
+    frame = pd.DataFrame(
+        {
+            "carrier": ["UA", "B6"],
+            "flight": [1545, 27],
+            "origin": ["EWR", "JFK"],
+            "sched_dep_ts": pd.to_datetime(["2013-01-01T10:15:00Z", "2013-07-01T04:05:00Z"]),
+        }
+    )
     assert features.flight_id(frame) == ["20130101-UA1545-EWR-0515", "20130701-B627-JFK-0005"]
 
 
@@ -125,7 +138,9 @@ def test_on_demand_calendar_features_equal_pandas_accessors(departure_time_featu
     # every hour of 2013 in New York, both DST changes included, as UTC and as another offset
     ts = pd.date_range("2013-01-01", "2014-01-01", freq="h", tz="UTC", inclusive="left")
     for given in (ts, ts.tz_convert("Asia/Tokyo")):
-        got = departure_time_features(pd.DataFrame({"sched_dep_ts": given}, index=range(5, 5 + len(ts))))
+        got = departure_time_features(
+            pd.DataFrame({"sched_dep_ts": given}, index=range(5, 5 + len(ts)))
+        )
         local = pd.Series(ts).dt.tz_convert("America/New_York")
         assert list(got.index) == list(range(5, 5 + len(ts)))
         assert got["dep_hour_local"].tolist() == local.dt.hour.tolist()

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from helpers import post_json
 
-from fti import featurestore
-from fti.settings import get_settings
+from fti.ground import featurestore
+from fti.ground.settings import get_settings
 from serving import batch, features
 
 pytestmark = pytest.mark.slow
@@ -31,15 +31,22 @@ def test_online_service_matches_batch_scoring(two_days, served_model, start_serv
     preds = pd.read_parquet(scored["path"])
     sample = preds[preds["tailnum"].notna()].sample(60, random_state=3).reset_index(drop=True)
     flights = [
-        {"carrier": r.carrier, "flight": int(r.flight), "origin": r.origin, "dest": r.dest,
-         "tailnum": r.tailnum,
-         "sched_dep_ts": r.sched_dep_ts.tz_convert(s.timezone).strftime("%Y-%m-%dT%H:%M:%S")}
+        {
+            "carrier": r.carrier,
+            "flight": int(r.flight),
+            "origin": r.origin,
+            "dest": r.dest,
+            "tailnum": r.tailnum,
+            "sched_dep_ts": r.sched_dep_ts.tz_convert(s.timezone).strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         for r in sample.itertuples()
     ]
 
     # the features: the online store's rows, as of the service's clock, equal the offline join's
     online = features.online_features(flights, s)
-    assert online["event_timestamp"].iloc[0] == sample["prediction_ts"].iloc[0] - pd.Timedelta(microseconds=1)
+    assert online["event_timestamp"].iloc[0] == sample["prediction_ts"].iloc[0] - pd.Timedelta(
+        microseconds=1
+    )
     cols = features.service_spec(featurestore.feature_store(s)).feature_columns
     assert len(cols) >= 20
     for c in cols:
@@ -50,7 +57,9 @@ def test_online_service_matches_batch_scoring(two_days, served_model, start_serv
         assert same.all(), (c, pd.concat([a, b], axis=1)[~same].head())
 
     # the probabilities: the running service against the batch file
-    service = start_service({"FTI_SERVING_MODEL_DIR": str(served_model), "FTI_HOME": str(base.home)})
+    service = start_service(
+        {"FTI_SERVING_MODEL_DIR": str(served_model), "FTI_HOME": str(base.home)}
+    )
     service.wait_ready()
     status, body = post_json(f"{service.url}/predict", flights, timeout=60)
     assert status == 200, body

@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import free_port, http, post_json, run
 
-from fti.settings import Settings, get_settings, settings_env
+from fti.ground.settings import Settings, get_settings, settings_env
 from serving import pipeline, rollout
 from training import gate, registry, train
 
@@ -25,8 +25,12 @@ def home(two_days, tmp_path_factory):
     root = tmp_path_factory.mktemp("rollout")
     (root / "home").mkdir()
     (root / "home" / "feast").symlink_to(base.feast_dir, target_is_directory=True)
-    s = Settings(home=root / "home", data_root=base.data_dir, serving_port=free_port(),
-                 source_dir=base.source_dir)
+    s = Settings(
+        home=root / "home",
+        data_root=base.data_dir,
+        serving_port=free_port(),
+        source_dir=base.source_dir,
+    )
     yield s
     rollout.stop_local(s)
 
@@ -75,8 +79,10 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     nan = tmp_path / "nan"
     shutil.copytree(good, nan)
     saved = torch.load(nan / "model.pt", weights_only=False)
-    saved["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                           for k, v in saved["state_dict"].items()}
+    saved["state_dict"] = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+        for k, v in saved["state_dict"].items()
+    }
     torch.save(saved, nan / "model.pt")
     v2b = _promote(s, nan, "nan")
     with pytest.raises(rollout.RolloutFailed, match="predict.*rolled back to"):
@@ -117,8 +123,12 @@ def test_kubernetes_manifests_are_valid_and_hold_no_secret():
     import yaml
 
     sentinel = "s3cr3t-sentinel-6c1f"
-    s = Settings(serving_runtime="kubernetes", serving_image="registry.example/fti-serving:v4",
-                 redis_connection_string=f"redis:6379,password={sentinel}", online_store="redis")
+    s = Settings(
+        serving_runtime="kubernetes",
+        serving_image="registry.example/fti-serving:v4",
+        redis_connection_string=f"redis:6379,password={sentinel}",
+        online_store="redis",
+    )
     docs = rollout.render_manifests("flight_delay_service:v4", "4", s)
     rollout.validate_manifests(docs)
     text = yaml.safe_dump_all(docs)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import DAYS, http, post_json
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 from serving import features, model
 
 pytestmark = pytest.mark.slow
@@ -33,10 +33,15 @@ def flights(real_tables):
     day = DAYS[-1] + (DAYS[1] - DAYS[0])
     f = f[(f.month == day.month) & (f.day == day.day) & f.tailnum.notna()].head(40)
     return [
-        {"carrier": r.carrier, "flight": int(r.flight), "origin": r.origin, "dest": r.dest,
-         "tailnum": r.tailnum,
-         "sched_dep_ts": f"{r.year:04d}-{r.month:02d}-{r.day:02d}T"
-                         f"{int(r.sched_dep_time) // 100:02d}:{int(r.sched_dep_time) % 100:02d}:00"}
+        {
+            "carrier": r.carrier,
+            "flight": int(r.flight),
+            "origin": r.origin,
+            "dest": r.dest,
+            "tailnum": r.tailnum,
+            "sched_dep_ts": f"{r.year:04d}-{r.month:02d}-{r.day:02d}T"
+            f"{int(r.sched_dep_time) // 100:02d}:{int(r.sched_dep_time) % 100:02d}:00",
+        }
         for r in f.itertuples()
     ]
 
@@ -73,25 +78,57 @@ def _with(base: dict, **changes) -> dict:
 
 BAD = {
     "malformed JSON": (lambda f: '{"carrier": "UA", "flight": 15', 400, ["body", "Invalid JSON"]),
-    "missing field": (lambda f: _with(f, sched_dep_ts=...), 400, ["sched_dep_ts", "Field required"]),
+    "missing field": (
+        lambda f: _with(f, sched_dep_ts=...),
+        400,
+        ["sched_dep_ts", "Field required"],
+    ),
     "extra field": (lambda f: _with(f, gate="C1"), 400, ["gate", "Extra inputs"]),
     "wrong type, number": (lambda f: _with(f, flight="1545"), 400, ["flight", "integer"]),
     "wrong type, string": (lambda f: _with(f, carrier=42), 400, ["carrier", "string"]),
     "wrong type, time": (lambda f: _with(f, sched_dep_ts="tomorrow"), 400, ["sched_dep_ts"]),
-    "unknown carrier": (lambda f: _with(f, carrier="ZZ"), 400, ["carrier", "unknown carrier code 'ZZ'"]),
+    "unknown carrier": (
+        lambda f: _with(f, carrier="ZZ"),
+        400,
+        ["carrier", "unknown carrier code 'ZZ'"],
+    ),
     "not a NYC origin": (lambda f: _with(f, origin="BOS"), 400, ["origin", "unknown origin 'BOS'"]),
-    "unknown airport": (lambda f: _with(f, dest="XXX"), 400, ["dest", "unknown airport code 'XXX'"]),
-    "before the data set": (lambda f: _with(f, sched_dep_ts="2012-12-31T23:59:00"), 400,
-                            ["sched_dep_ts", "outside the supported range"]),
-    "after the data set": (lambda f: _with(f, sched_dep_ts="2014-01-01T00:00:00-05:00"), 400,
-                           ["sched_dep_ts", "outside the supported range"]),
+    "unknown airport": (
+        lambda f: _with(f, dest="XXX"),
+        400,
+        ["dest", "unknown airport code 'XXX'"],
+    ),
+    "before the data set": (
+        lambda f: _with(f, sched_dep_ts="2012-12-31T23:59:00"),
+        400,
+        ["sched_dep_ts", "outside the supported range"],
+    ),
+    "after the data set": (
+        lambda f: _with(f, sched_dep_ts="2014-01-01T00:00:00-05:00"),
+        400,
+        ["sched_dep_ts", "outside the supported range"],
+    ),
     "empty list": (lambda f: [], 400, ["flights", "at least 1 item"]),
-    "batch over the maximum": (lambda f: [f] * (MAX_BATCH + 1), 400,
-                               ["flights", f"at most {MAX_BATCH} items"]),
-    "one bad flight in a list": (lambda f: [f, f, f, _with(f, dest="XXX")], 400, ["flights[3].dest"]),
-    "neither a flight nor a list": (lambda f: 42, 400, ["body", "a flight (JSON object) or a list"]),
-    "not JSON at all": (lambda f: ("carrier=UA", "application/x-www-form-urlencoded"), 415,
-                        ["Content-Type", "application/json"]),
+    "batch over the maximum": (
+        lambda f: [f] * (MAX_BATCH + 1),
+        400,
+        ["flights", f"at most {MAX_BATCH} items"],
+    ),
+    "one bad flight in a list": (
+        lambda f: [f, f, f, _with(f, dest="XXX")],
+        400,
+        ["flights[3].dest"],
+    ),
+    "neither a flight nor a list": (
+        lambda f: 42,
+        400,
+        ["body", "a flight (JSON object) or a list"],
+    ),
+    "not JSON at all": (
+        lambda f: ("carrier=UA", "application/x-www-form-urlencoded"),
+        415,
+        ["Content-Type", "application/json"],
+    ),
 }
 
 
@@ -122,32 +159,56 @@ def test_health_readiness_metrics_and_openapi(service, flights):
     status, text = http("GET", f"{service.url}/metrics")
     assert status == 200
     metrics = text.decode()
-    for line in ['fti_predict_requests_total{status="200"}', 'fti_predict_requests_total{status="400"}',
-                 "fti_predict_latency_seconds_bucket", "fti_prediction_probability_bucket",
-                 "fti_oldest_feature_age_seconds_bucket", "fti_predict_flights_total"]:
+    for line in [
+        'fti_predict_requests_total{status="200"}',
+        'fti_predict_requests_total{status="400"}',
+        "fti_predict_latency_seconds_bucket",
+        "fti_prediction_probability_bucket",
+        "fti_oldest_feature_age_seconds_bucket",
+        "fti_predict_flights_total",
+    ]:
         assert line in metrics, line
-    scored = [ln for ln in metrics.splitlines() if ln.startswith("fti_prediction_probability_count")]
+    scored = [
+        ln for ln in metrics.splitlines() if ln.startswith("fti_prediction_probability_count")
+    ]
     assert float(scored[0].split()[-1]) >= 3
 
     status, text = http("GET", f"{service.url}/docs.json")
     assert status == 200
     spec = json.loads(text)
-    request = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert {"$ref": "#/components/schemas/Flight"} in request["oneOf"]
     flight = spec["components"]["schemas"]["Flight"]
-    assert set(flight["required"]) == {"carrier", "flight", "origin", "dest", "tailnum", "sched_dep_ts"}
+    assert set(flight["required"]) == {
+        "carrier",
+        "flight",
+        "origin",
+        "dest",
+        "tailnum",
+        "sched_dep_ts",
+    }
     for name, prop in flight["properties"].items():
         assert prop.get("description") and prop.get("examples"), name
     assert flight["additionalProperties"] is False
     prediction = spec["components"]["schemas"]["Prediction"]["properties"]
-    assert {"delay_probability", "predicted_class", "model_version", "oldest_feature_age_s"} <= set(prediction)
+    assert {"delay_probability", "predicted_class", "model_version", "oldest_feature_age_s"} <= set(
+        prediction
+    )
 
 
 def test_example_in_the_schema_is_a_real_flight_the_service_scores(service):
     spec = json.loads(http("GET", f"{service.url}/docs.json")[1])
     example = spec["components"]["schemas"]["Flight"]["example"]
-    assert example == {"carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH",
-                       "tailnum": "N14228", "sched_dep_ts": "2013-01-01T05:15:00"}
+    assert example == {
+        "carrier": "UA",
+        "flight": 1545,
+        "origin": "EWR",
+        "dest": "IAH",
+        "tailnum": "N14228",
+        "sched_dep_ts": "2013-01-01T05:15:00",
+    }
     status, body = post_json(f"{service.url}/predict", example)
     assert status == 200, body
     assert body[0]["flight_id"] == "20130101-UA1545-EWR-0515"
@@ -161,13 +222,20 @@ def test_property_based_requests_from_the_openapi_schema_find_no_5xx(service):
 
     schema = schemathesis.openapi.from_url(f"{service.url}/docs.json")
     operation = schema["/predict"]["POST"]
-    cases = strategies.one_of(operation.as_strategy(GenerationMode.POSITIVE),
-                              operation.as_strategy(GenerationMode.NEGATIVE))
+    cases = strategies.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
     answers: list[int] = []
 
     @seed(20130101)
-    @settings(max_examples=600, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=600,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases)
     def request(case):
         response = case.call(base_url=service.url, timeout=10)
@@ -191,20 +259,28 @@ def test_any_valid_flight_is_scored(service):
     from serving.service import codes
 
     known = codes()
-    flight = st.fixed_dictionaries({
-        "carrier": st.sampled_from(sorted(known.carriers)),
-        "flight": st.integers(1, 9999),
-        "origin": st.sampled_from(sorted(known.origins)),
-        "dest": st.sampled_from(sorted(known.airports)),
-        "tailnum": st.from_regex(r"\A[A-Z0-9]{2,8}\Z"),
-        "sched_dep_ts": st.datetimes(datetime(2013, 1, 1), datetime(2013, 12, 31, 23, 59)).map(
-            lambda t: t.replace(second=0, microsecond=0).isoformat()),
-    })
+    flight = st.fixed_dictionaries(
+        {
+            "carrier": st.sampled_from(sorted(known.carriers)),
+            "flight": st.integers(1, 9999),
+            "origin": st.sampled_from(sorted(known.origins)),
+            "dest": st.sampled_from(sorted(known.airports)),
+            "tailnum": st.from_regex(r"\A[A-Z0-9]{2,8}\Z"),
+            "sched_dep_ts": st.datetimes(datetime(2013, 1, 1), datetime(2013, 12, 31, 23, 59)).map(
+                lambda t: t.replace(second=0, microsecond=0).isoformat()
+            ),
+        }
+    )
     answered: list[int] = []
 
     @seed(2013)
-    @settings(max_examples=100, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=100,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(payload=st.one_of(flight, st.lists(flight, min_size=1, max_size=5)))
     def request(payload):
         status, body = post_json(f"{service.url}/predict", payload)
@@ -225,8 +301,16 @@ def test_without_a_model_the_service_is_alive_but_not_ready(two_days, start_serv
     assert http("GET", f"{svc.url}/healthz")[0] == 200
     status, text = http("GET", f"{svc.url}/readyz")
     assert status == 503 and b"no model loaded" in text and b"model.pt" in text, text
-    status, body = post_json(f"{svc.url}/predict", {
-        "carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH", "tailnum": "N14228",
-        "sched_dep_ts": "2013-01-03T05:15:00"})
+    status, body = post_json(
+        f"{svc.url}/predict",
+        {
+            "carrier": "UA",
+            "flight": 1545,
+            "origin": "EWR",
+            "dest": "IAH",
+            "tailnum": "N14228",
+            "sched_dep_ts": "2013-01-03T05:15:00",
+        },
+    )
     assert status == 503 and "no model loaded" in body["error"], body
     svc.stop()

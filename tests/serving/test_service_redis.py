@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from helpers import DAYS, free_port, http, post_json
 
-from fti import featurestore
-from fti.settings import Settings
+from fti.ground import featurestore
+from fti.ground.settings import Settings
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,9 +36,22 @@ class ThrowawayRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 20
         while not self._pings():
@@ -89,22 +102,41 @@ def redis_service(two_days, served_model, start_service, redis_server):
     end = start + timedelta(days=len(DAYS))
     featurestore.materialize(start, end, settings)
     assert featurestore.online_entity_counts(settings)["origin_weather_hourly"] == 3
-    svc = start_service({"FTI_SERVING_MODEL_DIR": str(served_model), "FTI_ONLINE_STORE": "redis",
-                         "FTI_REDIS_CONNECTION_STRING": conn})
+    svc = start_service(
+        {
+            "FTI_SERVING_MODEL_DIR": str(served_model),
+            "FTI_ONLINE_STORE": "redis",
+            "FTI_REDIS_CONNECTION_STRING": conn,
+        }
+    )
     svc.wait_ready()
     yield svc
     svc.stop()
 
 
 FLIGHTS = [
-    {"carrier": "UA", "flight": 1545, "origin": "EWR", "dest": "IAH", "tailnum": "N14228",
-     "sched_dep_ts": "2013-01-03T05:15:00"},
-    {"carrier": "AA", "flight": 1141, "origin": "JFK", "dest": "MIA", "tailnum": "N619AA",
-     "sched_dep_ts": "2013-01-03T05:40:00"},
+    {
+        "carrier": "UA",
+        "flight": 1545,
+        "origin": "EWR",
+        "dest": "IAH",
+        "tailnum": "N14228",
+        "sched_dep_ts": "2013-01-03T05:15:00",
+    },
+    {
+        "carrier": "AA",
+        "flight": 1141,
+        "origin": "JFK",
+        "dest": "MIA",
+        "tailnum": "N619AA",
+        "sched_dep_ts": "2013-01-03T05:40:00",
+    },
 ]
 
 
-def test_redis_down_is_a_503_at_once_and_the_service_recovers_by_itself(redis_service, redis_server):
+def test_redis_down_is_a_503_at_once_and_the_service_recovers_by_itself(
+    redis_service, redis_server
+):
     url = redis_service.url
     status, before = post_json(f"{url}/predict", FLIGHTS, timeout=HANG)
     assert status == 200, before
@@ -118,7 +150,9 @@ def test_redis_down_is_a_503_at_once_and_the_service_recovers_by_itself(redis_se
     assert b"Redis online store unreachable" in text and str(redis_server.port).encode() in text
     status, body = post_json(f"{url}/predict", FLIGHTS, timeout=HANG)
     assert status == 503, body
-    assert "online store (redis) unreadable" in body["error"] and "Connection refused" in body["error"]
+    assert (
+        "online store (redis) unreadable" in body["error"] and "Connection refused" in body["error"]
+    )
     assert http("GET", f"{url}/healthz", timeout=HANG)[0] == 200
 
     # when Redis is back (same data), the same process is ready again and answers as before

@@ -28,10 +28,17 @@ def images(engine):
     build cache makes a second session's build take seconds."""
     if not stackctl.wheelhouse_ready():
         # the lock's wheels as pip picks them here (torch's CPU build among them)
-        for args in (["-c", "constraints.txt", "-d", "docker/wheels", "."],
-                     ["--no-deps", "-d", "docker/wheels", "async-timeout>=4.0.3"]):
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", *args], cwd=ROOT,
-                           check=True, capture_output=True, timeout=1800)
+        for args in (
+            ["-c", "constraints.txt", "-d", "docker/wheels", "."],
+            ["--no-deps", "-d", "docker/wheels", "async-timeout>=4.0.3"],
+        ):
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", *args],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                timeout=1800,
+            )
     bases = stackctl.ensure_bases()
     times = stackctl.build()
     return {"bases": bases, "build_s": times}
@@ -47,15 +54,19 @@ def stack(images, tmp_path_factory):
     stack_env.write(env_file, secret_values, ports)
     with env_file.open("a") as f:
         # lean on purpose: 3 days, 2 epochs, a gate that promotes the first model
-        f.write("FTI_TRAINING_EPOCHS=2\nFTI_TRAINING_TEST_DAYS=1\nFTI_TRAINING_VALIDATION_DAYS=1\n"
-                "FTI_GATE_MIN_ROC_AUC=0\nFTI_GATE_MAX_LOG_LOSS=100\nFTI_GATE_MAX_CALIBRATION_ERROR=1\n"
-                "FTI_GATE_BASELINE_TOLERANCE=1\nFTI_SERVING_POLL_S=3\nAIRFLOW_TASK_HEARTBEAT_TIMEOUT=60\nAIRFLOW_ORPHANED_TASKS_CHECK_INTERVAL=30\n"
-                "AIRFLOW_PARALLELISM=3\n")
+        f.write(
+            "FTI_TRAINING_EPOCHS=2\nFTI_TRAINING_TEST_DAYS=1\nFTI_TRAINING_VALIDATION_DAYS=1\n"
+            "FTI_GATE_MIN_ROC_AUC=0\nFTI_GATE_MAX_LOG_LOSS=100\nFTI_GATE_MAX_CALIBRATION_ERROR=1\n"
+            "FTI_GATE_BASELINE_TOLERANCE=1\nFTI_SERVING_POLL_S=3\nAIRFLOW_TASK_HEARTBEAT_TIMEOUT=60\nAIRFLOW_ORPHANED_TASKS_CHECK_INTERVAL=30\n"
+            "AIRFLOW_PARALLELISM=3\n"
+        )
     s = stackctl.Stack(project=f"ftitest{os.getpid()}", env_file=env_file)
     s.secrets = secret_values
     s.ports = ports
-    s.url = {name: f"http://127.0.0.1:{ports[f'STACK_{name.upper()}_PORT']}"
-             for name in ("airflow", "mlflow", "serving", "spark_ui")}
+    s.url = {
+        name: f"http://127.0.0.1:{ports[f'STACK_{name.upper()}_PORT']}"
+        for name in ("airflow", "mlflow", "serving", "spark_ui")
+    }
     started = time.monotonic()
     try:
         s.up()
@@ -69,4 +80,3 @@ def stack(images, tmp_path_factory):
         yield s
     finally:
         s.down()
-

@@ -34,8 +34,10 @@ def require_engine() -> None:
         return
     if os.environ.get("FTI_REQUIRE_STACK") == "1":
         pytest.fail(f"FTI_REQUIRE_STACK=1 but {problem}")
-    pytest.skip(f"{problem} (the stack tests need Docker and docker-compose; "
-                "FTI_REQUIRE_STACK=1 makes this a failure)")
+    pytest.skip(
+        f"{problem} (the stack tests need Docker and docker-compose; "
+        "FTI_REQUIRE_STACK=1 makes this a failure)"
+    )
 
 
 class Airflow(stackctl.AirflowAPI):

@@ -11,17 +11,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from fti.settings import Settings
+from fti.ground.settings import Settings
 
 
 def _published_flight(settings: Settings) -> None:
     folder = settings.offline_dir / "flight_labels" / "date=2013-01-03"
     folder.mkdir(parents=True)
-    pd.DataFrame({
-        "flight_id": ["20130103-UA1545-EWR-0515"], "carrier": ["UA"], "flight": [1545],
-        "origin": ["EWR"], "dest": ["IAH"], "tailnum": ["N14228"],
-        "sched_dep_ts": [pd.Timestamp("2013-01-03 10:15", tz="UTC")],
-    }).to_parquet(folder / "part-0.parquet")
+    pd.DataFrame(
+        {
+            "flight_id": ["20130103-UA1545-EWR-0515"],
+            "carrier": ["UA"],
+            "flight": [1545],
+            "origin": ["EWR"],
+            "dest": ["IAH"],
+            "tailnum": ["N14228"],
+            "sched_dep_ts": [pd.Timestamp("2013-01-03 10:15", tz="UTC")],
+        }
+    ).to_parquet(folder / "part-0.parquet")
 
 
 class _Service:
@@ -37,7 +43,9 @@ class _Service:
                 owner.requests.append(body)
                 if len(owner.requests) == owner.switch_after:
                     owner.version = owner.next_version
-                data = json.dumps([{"delay_probability": 0.2, "model_version": owner.version}]).encode()
+                data = json.dumps(
+                    [{"delay_probability": 0.2, "model_version": owner.version}]
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -68,8 +76,12 @@ def test_deploy_waits_until_the_service_serves_the_champion(tmp_path, service):
     from serving import rollout
 
     # given a service that moves from version 1 to version 2 after its third request
-    settings = Settings(home=tmp_path, serving_runtime="compose", serving_url=service.url,
-                        serving_deploy_timeout_s=60)
+    settings = Settings(
+        home=tmp_path,
+        serving_runtime="compose",
+        serving_url=service.url,
+        serving_deploy_timeout_s=60,
+    )
     _published_flight(settings)
     service.switch_after, service.next_version = 3, "2"
     # when deploy waits for version 2
@@ -88,8 +100,12 @@ def test_deploy_waits_until_the_service_serves_the_champion(tmp_path, service):
 def test_deploy_gives_up_naming_the_version_served(tmp_path, service):
     from serving import rollout
 
-    settings = Settings(home=tmp_path, serving_runtime="compose", serving_url=service.url,
-                        serving_deploy_timeout_s=3)
+    settings = Settings(
+        home=tmp_path,
+        serving_runtime="compose",
+        serving_url=service.url,
+        serving_deploy_timeout_s=3,
+    )
     _published_flight(settings)
     with pytest.raises(rollout.RolloutFailed, match="serves model version 1"):
         rollout.await_served("2", settings)

@@ -19,14 +19,18 @@ from stackkit import DAYS, require_engine, stack_env, stackctl
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 DAGS = ("feature_pipeline", "training_pipeline", "inference_pipeline")
-OFFLINE_VIEWS = ("origin_weather_hourly", "carrier_delay_history", "route_delay_history",
-                 "plane_attributes", "flight_labels")
 
 
-def _http(url: str, body: dict | list | None = None, timeout: float = 30) -> tuple[int, dict | list | str]:
+def _http(
+    url: str, body: dict | list | None = None, timeout: float = 30
+) -> tuple[int, dict | list | str]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="POST" if body is not None else "GET",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             status, raw = r.status, r.read()
@@ -52,8 +56,14 @@ def _real_flight(day: str) -> dict:
     df = pd.read_csv(real_source() / "flights.csv.zip", na_values=["NA"])
     row = df[(df.year == y) & (df.month == m) & (df.day == d) & df.tailnum.notna()].iloc[0]
     hh, mm = divmod(int(row.sched_dep_time), 100)
-    return {"carrier": row.carrier, "flight": int(row.flight), "origin": row.origin,
-            "dest": row.dest, "tailnum": row.tailnum, "sched_dep_ts": f"{day}T{hh:02d}:{mm:02d}:00"}
+    return {
+        "carrier": row.carrier,
+        "flight": int(row.flight),
+        "origin": row.origin,
+        "dest": row.dest,
+        "tailnum": row.tailnum,
+        "sched_dep_ts": f"{day}T{hh:02d}:{mm:02d}:00",
+    }
 
 
 def _python_in(stack, service: str, code: str):
@@ -70,7 +80,9 @@ def cycle(stack):
     started = time.monotonic()
     runs = {"feature_pipeline": []}
     for day in DAYS:
-        runs["feature_pipeline"].append(af.run_once("feature_pipeline", _local_midnight(day), stack))
+        runs["feature_pipeline"].append(
+            af.run_once("feature_pipeline", _local_midnight(day), stack)
+        )
     runs["training_pipeline"] = [af.run_once("training_pipeline", None, stack)]
     runs["inference_pipeline"] = [af.run_once("inference_pipeline", None, stack)]
     return {"runs": runs, "seconds": time.monotonic() - started}
@@ -86,8 +98,19 @@ def test_compose_refuses_to_start_without_env(tmp_path):
         require_engine()
     env = {k: v for k, v in os.environ.items() if k not in stack_env.generate()}
     # when compose reads docker-compose.yml
-    proc = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"), "--project-directory",
-                           str(tmp_path), "config"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            compose,
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--project-directory",
+            str(tmp_path),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     # then it stops, saying how to make the file
     assert proc.returncode != 0
     assert "run make stack-env" in proc.stderr, proc.stderr
@@ -101,7 +124,11 @@ def test_stack_env_writes_private_generated_secrets(tmp_path):
     assert stack_env.main([str(path)]) == 0
     first = path.read_text()
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    values = dict(line.split("=", 1) for line in first.splitlines() if "=" in line and not line.startswith("#"))
+    values = dict(
+        line.split("=", 1)
+        for line in first.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     assert set(stack_env.generate()) <= set(values)
     assert all(len(values[k]) >= 32 for k in stack_env.generate())
     # an existing file keeps its secrets
@@ -113,14 +140,17 @@ def test_stack_env_writes_private_generated_secrets(tmp_path):
 def test_training_pod_spec_holds_no_secret(tmp_path):
     from kubernetes.client import ApiClient
 
-    from fti.settings import Settings
+    from fti.ground.settings import Settings
     from training.pipeline import training_pod_operator
 
     sentinels = [f"sentinel{n}{os.urandom(8).hex()}" for n in range(3)]
-    settings = Settings(home=tmp_path, training_runtime="kubernetes",
-                        redis_connection_string=f"redis:6379,password={sentinels[0]}",
-                        airflow_database_url=f"postgresql+psycopg2://airflow:{sentinels[1]}@pg/airflow",
-                        mlflow_tracking_uri=f"http://mlflow:5000?token={sentinels[2]}")
+    settings = Settings(
+        home=tmp_path,
+        training_runtime="kubernetes",
+        redis_connection_string=f"redis:6379,password={sentinels[0]}",
+        airflow_database_url=f"postgresql+psycopg2://airflow:{sentinels[1]}@pg/airflow",
+        mlflow_tracking_uri=f"http://mlflow:5000?token={sentinels[2]}",
+    )
     op = training_pod_operator("train", settings)
     pod = json.dumps(ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True)))
     assert '"secretRef"' in pod
@@ -133,18 +163,38 @@ def test_training_pod_spec_holds_no_secret(tmp_path):
 
 def test_images_run_as_non_root_and_training_image_is_slim(images):
     for name in ("base", "spark", "airflow", "serving", "training"):
-        user = stackctl.run([stackctl.docker(), "image", "inspect", "--format", "{{.Config.User}}",
-                             stackctl.image_tag(name)]).stdout.strip()
+        user = stackctl.run(
+            [
+                stackctl.docker(),
+                "image",
+                "inspect",
+                "--format",
+                "{{.Config.User}}",
+                stackctl.image_tag(name),
+            ]
+        ).stdout.strip()
         assert user not in ("", "root", "0"), f"{name} runs as root"
     # the training image runs the entry point and has no Airflow, Feast or Spark
     tag = stackctl.image_tag("training")
     help_text = stackctl.run([stackctl.docker(), "run", "--rm", tag, "train", "--help"]).stdout
     assert "--snapshot" in help_text
-    probe = stackctl.run([stackctl.docker(), "run", "--rm", "--entrypoint", "python", tag, "-c",
-                          "import importlib.util as u; print([m for m in ('airflow', 'feast', 'pyspark', 'torch') if u.find_spec(m)])"]).stdout
+    probe = stackctl.run(
+        [
+            stackctl.docker(),
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python",
+            tag,
+            "-c",
+            "import importlib.util as u; print([m for m in ('airflow', 'feast', 'pyspark', 'torch') if u.find_spec(m)])",
+        ]
+    ).stdout
     assert probe.strip() == "['torch']"
     # Spark's image has Java for the cluster and the driver
-    java = stackctl.run([stackctl.docker(), "run", "--rm", stackctl.image_tag("spark"), "java", "-version"])
+    java = stackctl.run(
+        [stackctl.docker(), "run", "--rm", stackctl.image_tag("spark"), "java", "-version"]
+    )
     assert "17" in java.stderr + java.stdout
 
 
@@ -158,16 +208,22 @@ def test_feature_training_inference_through_the_stack(stack, cycle):
     assert status == 200 and len(master["completedapps"]) >= len(DAYS), master
 
     # the registry holds the promoted model
-    status, alias = _http(stack.url["mlflow"] + "/api/2.0/mlflow/registered-models/alias?"
-                          "name=flight_delay&alias=champion")
+    status, alias = _http(
+        stack.url["mlflow"] + "/api/2.0/mlflow/registered-models/alias?"
+        "name=flight_delay&alias=champion"
+    )
     assert status == 200, alias
     version = alias["model_version"]["version"]
     tags = {t["key"]: t["value"] for t in alias["model_version"].get("tags", [])}
     assert tags.get("gate.decision") == "promoted"
 
     # Feast's online store in Redis holds every online view's entities
-    counts = _python_in(stack, "serving", "import json; from fti.featurestore import "
-                        "online_entity_counts; print(json.dumps(online_entity_counts()))")
+    counts = _python_in(
+        stack,
+        "serving",
+        "import json; from fti.ground.featurestore import "
+        "online_entity_counts; print(json.dumps(online_entity_counts()))",
+    )
     assert all(n > 0 for n in counts.values()), counts
 
     # the serving container answers a real flight with the champion
@@ -196,7 +252,8 @@ def test_platform_page_in_the_stacks_airflow_ui(stack, cycle):
             break
         time.sleep(5)
     assert all(sec["available"] for sec in page.values()), {
-        name: sec["reason"] for name, sec in page.items() if not sec["available"]}
+        name: sec["reason"] for name, sec in page.items() if not sec["available"]
+    }
     runs = {p["dag_id"]: p["runs"] for p in page["pipelines"]["data"]["pipelines"]}
     for dag_id in ("feature_pipeline", "training_pipeline", "inference_pipeline"):
         assert runs[dag_id] and runs[dag_id][0]["state"] == "success", (dag_id, runs[dag_id])
@@ -213,9 +270,10 @@ def _partitions_without_duplicates(stack, day: str) -> dict:
 import json
 from pathlib import Path
 import pandas as pd
+from fti.ground.contract import contract
 root, day, out = Path('/data'), {day!r}, {{}}
-keys = {{'origin', 'dest', 'carrier', 'tailnum', 'flight_id', 'event_timestamp'}}
-for view in {OFFLINE_VIEWS!r}:
+for spec in contract().views:
+    view, keys = spec.name, {{*spec.keys, 'event_timestamp'}}
     files = sorted((root / 'offline' / view / f'date={{day}}').glob('*.parquet'))
     df = pd.concat([pd.read_parquet(f) for f in files]) if files else pd.DataFrame()
     subset = [c for c in df.columns if c in keys]
@@ -303,8 +361,12 @@ def test_redis_stopped_makes_readyz_503_until_it_is_back(stack, cycle):
     # the same container and the same process: nothing restarted
     after = stack.containers()["serving"]
     assert after["id"] == before["id"] and after["restarts"] == before["restarts"]
-    started = [stackctl.run([stackctl.docker(), "inspect", "--format", "{{.State.StartedAt}}", c["id"]]).stdout
-               for c in (before, after)]
+    started = [
+        stackctl.run(
+            [stackctl.docker(), "inspect", "--format", "{{.State.StartedAt}}", c["id"]]
+        ).stdout
+        for c in (before, after)
+    ]
     assert started[0] == started[1]
 
 
@@ -316,11 +378,15 @@ def test_no_secret_in_logs_or_rendered_fields(stack, cycle):
     for name, value in stack.secrets.items():
         assert value not in logs, f"{name} appears in a container log"
     # Airflow's task logs (files of every try of every task)
-    code = ("import json, sys; from pathlib import Path; files = [p for p in "
-            "Path('/opt/fti/airflow/logs').rglob('*') if p.is_file()]; hits = [str(p) for p in files "
-            "if any(s.encode() in p.read_bytes() for s in sys.argv[1:])]; "
-            "print(json.dumps({'files': len(files), 'hits': hits}))")
-    found = json.loads(stack.exec("airflow-scheduler", "python", "-c", code, *sentinels).stdout.splitlines()[-1])
+    code = (
+        "import json, sys; from pathlib import Path; files = [p for p in "
+        "Path('/opt/fti/airflow/logs').rglob('*') if p.is_file()]; hits = [str(p) for p in files "
+        "if any(s.encode() in p.read_bytes() for s in sys.argv[1:])]; "
+        "print(json.dumps({'files': len(files), 'hits': hits}))"
+    )
+    found = json.loads(
+        stack.exec("airflow-scheduler", "python", "-c", code, *sentinels).stdout.splitlines()[-1]
+    )
     assert found["files"] > 20 and found["hits"] == [], found
     # rendered template fields of every task of every run
     af = stack.airflow

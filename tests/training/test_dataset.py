@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from fti import featurestore
-from fti.settings import get_settings
-from fti.validation import ValidationFailed
+from fti.ground import featurestore
+from fti.ground.settings import get_settings
+from fti.ground.validation import ValidationFailed
 from training import dataset
 
 pytestmark = pytest.mark.slow
@@ -48,13 +48,13 @@ def test_join_gives_feasts_cells_for_every_row(spine):
     ours = dataset.point_in_time_join(entity_df, get_settings())
     store = featurestore.feature_store(get_settings())
     theirs = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service(dataset.FEATURE_SERVICE)
+        entity_df=entity_df, features=store.get_feature_service(featurestore.feature_service_name())
     ).to_df()
 
     # every spine row keeps its own row, in the spine's order
     assert ours["flight_id"].tolist() == entity_df["flight_id"].tolist()
     features = [c for c in theirs.columns if c not in entity_df.columns]
-    service = store.get_feature_service(dataset.FEATURE_SERVICE)
+    service = store.get_feature_service(featurestore.feature_service_name())
     assert len(features) == sum(len(p.features) for p in service.feature_view_projections) == 28
     # Feast's file store drops spine rows that share keys and timestamp (feast#6787) and, here,
     # rows with no feature row inside any TTL; every row it does return must match ours cell
@@ -90,13 +90,16 @@ def test_spark_path_gives_the_same_cells_as_duckdb(spine):
     for col in duck.columns:
         same = _same(spark[col], duck[col])
         assert same.all(), (col, pd.concat([spark[col], duck[col]], axis=1)[~same].head())
-    assert duck[[c for c in duck.columns if c.startswith(dataset.TS_PREFIX)]].notna().any().all()
+    assert (
+        duck[[c for c in duck.columns if c.startswith(featurestore.TS_PREFIX)]].notna().any().all()
+    )
 
 
 def test_rows_sharing_keys_and_timestamp_each_keep_their_row(spine):
     row = spine.iloc[[100]]
-    twins = pd.concat([row, row.assign(flight_id="twin-a"), row.assign(flight_id="twin-b")],
-                      ignore_index=True)
+    twins = pd.concat(
+        [row, row.assign(flight_id="twin-a"), row.assign(flight_id="twin-b")], ignore_index=True
+    )
     out = dataset.point_in_time_join(twins, get_settings())
     assert out["flight_id"].tolist() == [row["flight_id"].iloc[0], "twin-a", "twin-b"]
     features = [c for c in out.columns if c not in twins.columns]
@@ -105,7 +108,7 @@ def test_rows_sharing_keys_and_timestamp_each_keep_their_row(spine):
 
 def test_no_feature_comes_from_after_its_row(spine):
     out = dataset.point_in_time_join(spine, get_settings())
-    ts_cols = [c for c in out.columns if c.startswith(dataset.TS_PREFIX)]
+    ts_cols = [c for c in out.columns if c.startswith(featurestore.TS_PREFIX)]
     assert len(ts_cols) == 4
     for c in ts_cols:
         present = out[c].notna()
@@ -117,14 +120,25 @@ def test_no_feature_comes_from_after_its_row(spine):
 @pytest.mark.parametrize(
     "break_it, names",
     [
-        (lambda d: d.assign(**{f"{dataset.TS_PREFIX}carrier_delay_history":
-                               d["event_timestamp"] + timedelta(minutes=30)}),
-         "_feature_ts__carrier_delay_history"),
+        (
+            lambda d: d.assign(
+                **{
+                    f"{featurestore.TS_PREFIX}carrier_delay_history": d["event_timestamp"]
+                    + timedelta(minutes=30)
+                }
+            ),
+            "_feature_ts__carrier_delay_history",
+        ),
         (lambda d: d.assign(dep_delayed_15=1), "expect_column_mean_to_be_between"),
         (lambda d: d.assign(route_flights_7d=None), "route_flights_7d"),
         (lambda d: d.assign(sched_dep_ts=d["sched_dep_ts"] + timedelta(days=5)), "sched_dep_ts"),
     ],
-    ids=["future-dated feature", "label share out of bounds", "null-riddled column", "row after cut-off"],
+    ids=[
+        "future-dated feature",
+        "label share out of bounds",
+        "null-riddled column",
+        "row after cut-off",
+    ],
 )
 def test_bad_training_set_stops_with_a_message_naming_it(spine, break_it, names):
     good = dataset.point_in_time_join(spine, get_settings())
@@ -136,7 +150,10 @@ def test_split_is_by_time_and_snapshot_hash_is_content(spine, tmp_path):
     out = dataset.point_in_time_join(spine, get_settings())
     split = dataset.time_split(out, cutoff_day=date(2013, 1, 2), test_days=1, validation_days=0)
     assert set(split) == {"train", "test"}
-    assert out.loc[split == "train", "sched_dep_ts"].max() < out.loc[split == "test", "sched_dep_ts"].min()
+    assert (
+        out.loc[split == "train", "sched_dep_ts"].max()
+        < out.loc[split == "test", "sched_dep_ts"].min()
+    )
     path, digest = dataset.write_snapshot(out, tmp_path)
     again, digest2 = dataset.write_snapshot(pd.read_parquet(path), tmp_path / "b")
     assert digest == digest2 and path.name == again.name

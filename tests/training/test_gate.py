@@ -24,23 +24,34 @@ def test_candidate_must_beat_the_champion_by_the_margin():
     assert gate.decide(GOOD, None, {"roc_auc": 0.68}, cfg).promote
 
 
-@pytest.mark.parametrize("bad, named", [
-    ({"roc_auc": math.nan}, "roc_auc"),
-    ({"log_loss": None}, "log_loss"),
-    ({"calibration_error": float("inf")}, "calibration_error"),
-])
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        ({"roc_auc": math.nan}, "roc_auc"),
+        ({"log_loss": None}, "log_loss"),
+        ({"calibration_error": float("inf")}, "calibration_error"),
+    ],
+)
 def test_missing_or_nan_metric_never_promotes(bad, named):
     d = gate.decide({**GOOD, **bad}, None, None)
     assert not d.promote and named in d.describe()
 
 
 def test_every_failed_threshold_is_named():
-    d = gate.decide({"roc_auc": 0.52, "log_loss": 0.9, "calibration_error": 0.2},
-                    {"roc_auc": 0.6}, {"roc_auc": 0.6})
+    d = gate.decide(
+        {"roc_auc": 0.52, "log_loss": 0.9, "calibration_error": 0.2},
+        {"roc_auc": 0.6},
+        {"roc_auc": 0.6},
+    )
     text = d.describe()
     assert not d.promote
-    for part in ("ROC AUC 0.5200 < minimum", "log loss 0.9000 > maximum", "calibration error",
-                 "below the baseline", "does not beat the champion"):
+    for part in (
+        "ROC AUC 0.5200 < minimum",
+        "log loss 0.9000 > maximum",
+        "calibration error",
+        "below the baseline",
+        "does not beat the champion",
+    ):
         assert part in text
 
 
@@ -69,13 +80,16 @@ WORSE = {
 @pytest.mark.slow
 @pytest.mark.parametrize("how", WORSE)
 def test_worse_model_is_never_promoted_over_a_champion(snapshot, tmp_path, how):
-    champion = json.loads(json.dumps(train.train(snapshot, tmp_path / "c", epochs=3, seed=1)["test"]))
+    champion = json.loads(
+        json.dumps(train.train(snapshot, tmp_path / "c", epochs=3, seed=1)["test"])
+    )
     worse = train.train(snapshot, tmp_path / "w", epochs=3, seed=1, **WORSE[how])["test"]
     baseline = gate.baseline_metrics(pd.read_parquet(snapshot))
     assert 0 <= baseline["roc_auc"] <= 1
     # loose absolute thresholds: the champion comparison alone has to stop it
-    loose = gate.GateConfig(min_roc_auc=0.0, max_log_loss=10, max_calibration_error=1,
-                            baseline_tolerance=1.0)
+    loose = gate.GateConfig(
+        min_roc_auc=0.0, max_log_loss=10, max_calibration_error=1, baseline_tolerance=1.0
+    )
     decision = gate.decide(worse, baseline, champion, loose)
     assert worse["roc_auc"] < champion["roc_auc"], (worse, champion)
     assert not decision.promote and "does not beat the champion" in decision.describe()
@@ -84,9 +98,11 @@ def test_worse_model_is_never_promoted_over_a_champion(snapshot, tmp_path, how):
 
 
 def test_gate_thresholds_come_from_settings():
-    from fti.settings import Settings
+    from fti.ground.settings import Settings
 
     cfg = gate.GateConfig.from_settings(Settings(gate_min_roc_auc=0.8, gate_champion_margin=0.05))
     assert cfg.min_roc_auc == 0.8 and cfg.champion_margin == 0.05
     assert not gate.decide(GOOD, None, None, cfg).promote
-    assert not gate.decide(GOOD, None, {"roc_auc": 0.66}, gate.GateConfig(champion_margin=0.05)).promote
+    assert not gate.decide(
+        GOOD, None, {"roc_auc": 0.66}, gate.GateConfig(champion_margin=0.05)
+    ).promote

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fti.settings import Settings
+from fti.ground.settings import Settings
 from training import gate, registry, train
 
 pytestmark = pytest.mark.slow
@@ -19,8 +19,12 @@ def local_mlflow(tmp_path):
 
 def test_versions_lineage_and_champion_alias(snapshot, tmp_path, local_mlflow):
     s = local_mlflow
-    lineage = {"training_set.hash": "abc123", "feature_service": "flight_delay_v1",
-               "data_interval": "2013-01-01..2013-01-02", "code_version": "test"}
+    lineage = {
+        "training_set.hash": "abc123",
+        "feature_service": "flight_delay_v1",
+        "data_interval": "2013-01-01..2013-01-02",
+        "code_version": "test",
+    }
     assert registry.champion(s) is None
 
     first = train.train(snapshot, tmp_path / "m1", epochs=2, seed=1)
@@ -45,14 +49,18 @@ def test_versions_lineage_and_champion_alias(snapshot, tmp_path, local_mlflow):
     rejected = MlflowClient(s.tracking_uri).get_model_version(s.model_name, v2)
     assert rejected.tags["gate.decision"] == "rejected"
     assert "does not beat the champion" in rejected.tags["gate.reasons"]
-    assert json.loads(rejected.tags["gate.numbers"])["champion"]["roc_auc"] == first["test"]["roc_auc"]
+    assert (
+        json.loads(rejected.tags["gate.numbers"])["champion"]["roc_auc"] == first["test"]["roc_auc"]
+    )
 
     # the registered files are the model: re-scoring them reproduces its metrics
     files = registry.download(champ, tmp_path / "dl", s)
     assert (files / "model.pt").exists() and (files / "roc.png").exists()
 
 
-def test_training_killed_while_logging_leaves_no_version(snapshot, tmp_path, local_mlflow, monkeypatch):
+def test_training_killed_while_logging_leaves_no_version(
+    snapshot, tmp_path, local_mlflow, monkeypatch
+):
     import mlflow
     from mlflow import MlflowClient
 
@@ -94,8 +102,14 @@ def test_mlflow_ui_shows_the_registry_and_stops_with_airflow(snapshot, tmp_path,
     port = free_port()
     watched = subprocess.Popen(["sleep", "600"])
     env = {**os.environ, "FTI_HOME": str(s.home), "FTI_MLFLOW_UI_PORT": str(port)}
-    ui = subprocess.Popen([sys.executable, "-m", "fti", "mlflow-ui", "--watch", str(watched.pid)],
-                          env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "fti", "mlflow-ui", "--watch", str(watched.pid)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/get?name={s.model_name}"
     try:
         body = None

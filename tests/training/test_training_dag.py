@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 from helpers import ROOT
 
-from fti.settings import Settings, get_settings
+from fti.ground.settings import Settings, get_settings
 
 pytestmark = pytest.mark.slow
 
@@ -29,17 +29,25 @@ def _pod(settings: Settings):
 def test_gpu_pod_is_valid_kubernetes_and_asks_for_a_gpu(tmp_path):
     import kubernetes_validate
 
-    settings = Settings(home=tmp_path, training_runtime="kubernetes", training_image="reg/fti-training:1")
+    settings = Settings(
+        home=tmp_path, training_runtime="kubernetes", training_image="reg/fti-training:1"
+    )
     op, pod = _pod(settings)
     kubernetes_validate.validate(pod, "1.30", strict=True)
     (container,) = [c for c in pod["spec"]["containers"] if c["name"] == "base"]
     assert container["image"] == "reg/fti-training:1"
     assert container["command"] == ["python", "-m", "training"]
     args = container["args"]
-    assert args[0] == "train" and "--snapshot" in args and args[-2:] == ["--xcom", "/airflow/xcom/return.json"]
+    assert (
+        args[0] == "train"
+        and "--snapshot" in args
+        and args[-2:] == ["--xcom", "/airflow/xcom/return.json"]
+    )
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
+        "tolerations"
+    ]
     # secrets reach the pod by reference only: no literal env values at all
     assert container["envFrom"] == [{"secretRef": {"name": "fti-training-env"}}]
     assert container.get("env", []) == []
@@ -66,13 +74,18 @@ def test_kubernetes_runtime_wires_the_pod_into_the_dag(tmp_path):
 def test_local_runtime_end_to_end(two_days, good_source, monkeypatch, capsys):
     from helpers import use_source
 
-    from fti.demo import print_training_summary, run_days, run_training
+    from fti.apps.demo import print_training_summary, run_days, run_training
     from training import registry
 
     use_source(good_source)
-    assert [s for _, s in run_days(date(2013, 1, 3), date(2013, 1, 5), get_settings())] == ["success"] * 3
-    for key, value in {"FTI_TRAINING_TEST_DAYS": "1", "FTI_TRAINING_VALIDATION_DAYS": "1",
-                       "FTI_TRAINING_EPOCHS": "2"}.items():
+    assert [s for _, s in run_days(date(2013, 1, 3), date(2013, 1, 5), get_settings())] == [
+        "success"
+    ] * 3
+    for key, value in {
+        "FTI_TRAINING_TEST_DAYS": "1",
+        "FTI_TRAINING_VALIDATION_DAYS": "1",
+        "FTI_TRAINING_EPOCHS": "2",
+    }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     settings = get_settings()
@@ -94,7 +107,9 @@ def test_local_runtime_end_to_end(two_days, good_source, monkeypatch, capsys):
     # the snapshot's hash travels with the model version
     from mlflow import MlflowClient
 
-    mv = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, result["version"])
+    mv = MlflowClient(settings.tracking_uri).get_model_version(
+        settings.model_name, result["version"]
+    )
     assert mv.tags["training_set.hash"] == built["hash"]
     assert mv.tags["data_interval"] == "2013-01-01..2013-01-05"
     assert json.loads(mv.tags["gate.numbers"])["candidate"]["rows"] == built["splits"]["test"]

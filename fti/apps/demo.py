@@ -15,11 +15,11 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from fti.settings import Settings, get_settings
+from fti.ground.settings import Settings, get_settings
 
 
 def _configure_airflow(settings: Settings) -> None:
-    from fti.airflow_env import airflow_env
+    from fti.ground.airflow_env import airflow_env
 
     # Airflow reads its configuration from the environment when first imported
     for k, v in airflow_env(settings).items():
@@ -94,7 +94,9 @@ def run_days(
         with _output_to(log):
             # the logical date a scheduled run of that day has: once the DAG is unpaused, the
             # scheduler sees these days as done and carries on with the next one
-            dr = dag.test(logical_date=pendulum.datetime(d.year, d.month, d.day, tz=settings.timezone))
+            dr = dag.test(
+                logical_date=pendulum.datetime(d.year, d.month, d.day, tz=settings.timezone)
+            )
         _fix_start_date(dr)
         state = str(dr.state)
         states.append((d, state))
@@ -115,25 +117,30 @@ def _rows(path: Path) -> int:
 
 def summary(first: date, last: date, settings: Settings | None = None) -> dict:
     """What the stores hold for the days ``first..last`` (read from the stores themselves)."""
-    from feature_repo.jobs import features, land
-    from fti import featurestore
+    from fti.ground import featurestore, files, source
+    from fti.ground.contract import contract
+    from fti.ground.dates import iter_days
 
     settings = settings or get_settings()
-    days = list(land.iter_days(first, last))
+    days = list(iter_days(first, last))
     landed = [
-        d for d in days if all(land.partition_path(settings.raw_dir, t, d).exists() for t in land.DAILY_TABLES)
+        d
+        for d in days
+        if all(files.day_partition(settings.raw_dir, t, d).exists() for t in source.DAILY_TABLES)
     ]
     rows = {}
-    for view in features.VIEWS:
+    for view in contract(settings).view_names:
         n = 0
         for d in days:
-            p = settings.offline_dir / view / f"date={d.isoformat()}" / land.PART_FILE
+            p = files.day_partition(settings.offline_dir, view, d)
             if p.exists():
                 n += _rows(p)
         rows[view] = n
     passed = failed = 0
     for d in days:
-        for result in (settings.reports_dir / "validation").glob(f"*/*/{d.isoformat()}/*/result.json"):
+        for result in (settings.reports_dir / "validation").glob(
+            f"*/*/{d.isoformat()}/*/result.json"
+        ):
             ok = json.loads(result.read_text()).get("success")
             passed += bool(ok)
             failed += not ok
@@ -152,6 +159,7 @@ def summary(first: date, last: date, settings: Settings | None = None) -> dict:
 
 
 def print_summary(first: date, last: date, settings: Settings | None = None) -> dict:
+    """Print :func:`summary` for the days ``first..last`` and where to look next; returns it."""
     settings = settings or get_settings()
     s = summary(first, last, settings)
     print()
@@ -160,41 +168,65 @@ def print_summary(first: date, last: date, settings: Settings | None = None) -> 
     print("  rows per feature view (offline store):")
     for view, n in s["rows_per_feature_view"].items():
         print(f"    {view:<24}{n:>10,}")
-    print(f"  validations passed:     {s['validations_passed']}  (failed: {s['validations_failed']})")
+    print(
+        f"  validations passed:     {s['validations_passed']}  (failed: {s['validations_failed']})"
+    )
     print(f"  online store ({settings.online_store}) entities:")
     for view, n in s["online_entities"].items():
         print(f"    {view:<24}{n:>10}")
     print()
     print("Where to look next:")
-    print(f"  make up                  Airflow UI on http://localhost:{settings.airflow_port} (these runs are there)")
-    print(f"  validation reports       {settings.reports_dir / 'validation'}/<boundary>/<table>/<day>/<run>/report.html")
+    print(
+        f"  make up                  Airflow UI on http://localhost:{settings.airflow_port} (these runs are there)"
+    )
+    print(
+        f"  validation reports       {settings.reports_dir / 'validation'}/<boundary>/<table>/<day>/<run>/report.html"
+    )
     print(f"  offline store            {settings.offline_dir}")
-    print(f"  feast CLI                .venv/bin/feast -c feature_repo -f {settings.feast_dir / 'feature_store.yaml'} feature-views list")
+    print(
+        f"  feast CLI                .venv/bin/feast -c feature_repo -f {settings.feast_dir / 'feature_store.yaml'} feature-views list"
+    )
     return s
 
 
-def run_training(settings: Settings, log: Path | None = None) -> dict:
-    """One ``training_pipeline`` run through Airflow; returns what its tasks reported."""
-    return _run_once(settings, "training_pipeline", ("build_training_set", "train", "evaluate"), log)
+def run_training(settings: Settings, log: Path | None = None, through: date | None = None) -> dict:
+    """One manual ``training_pipeline`` run through Airflow, on the days up to ``through``
+    (default: the latest published day); returns what its tasks reported."""
+    conf = {"through": through.isoformat()} if through else None
+    return _run_once(
+        settings, "training_pipeline", ("build_training_set", "train", "evaluate"), log, conf
+    )
 
 
-def run_inference(settings: Settings, log: Path | None = None) -> dict:
-    """One ``inference_pipeline`` run through Airflow; returns what its tasks reported."""
-    return _run_once(settings, "inference_pipeline", ("deploy", "score_next_day", "monitor"), log)
+def run_inference(settings: Settings, log: Path | None = None, day: date | None = None) -> dict:
+    """One manual ``inference_pipeline`` run through Airflow, scoring ``day`` (default: the day
+    after the latest published day); returns what its tasks reported."""
+    conf = {"day": day.isoformat()} if day else None
+    return _run_once(
+        settings, "inference_pipeline", ("deploy", "score_next_day", "monitor"), log, conf
+    )
 
 
-def _run_once(settings: Settings, dag_id: str, task_ids: tuple[str, ...], log: Path | None) -> dict:
+def _run_once(
+    settings: Settings,
+    dag_id: str,
+    task_ids: tuple[str, ...],
+    log: Path | None,
+    conf: dict | None = None,
+) -> dict:
     _configure_airflow(settings)
     dag = load_dag(settings, dag_id)
     t0 = time.perf_counter()
     with _output_to(log):
-        dr = dag.test()
+        dr = dag.test(run_conf=conf)
     _fix_start_date(dr)
     tis = {ti.task_id: ti for ti in dr.get_task_instances()}
     out = {"state": str(dr.state), "seconds": time.perf_counter() - t0}
     for task_id in task_ids:
         ti = tis.get(task_id)
-        out[task_id] = ti.xcom_pull(task_ids=task_id) if ti is not None and ti.state == "success" else None
+        out[task_id] = (
+            ti.xcom_pull(task_ids=task_id) if ti is not None and ti.state == "success" else None
+        )
     out["failed"] = [t for t, ti in tis.items() if ti.state == "failed"]
     return out
 
@@ -202,24 +234,31 @@ def _run_once(settings: Settings, dag_id: str, task_ids: tuple[str, ...], log: P
 def _metric_line(name: str, m: dict | None) -> str:
     if not m:
         return f"    {name:<10} (none)"
-    return (f"    {name:<10} ROC AUC {m['roc_auc']:.4f}   log loss {m['log_loss']:.4f}   "
-            f"calibration error {m['calibration_error']:.4f}")
+    return (
+        f"    {name:<10} ROC AUC {m['roc_auc']:.4f}   log loss {m['log_loss']:.4f}   "
+        f"calibration error {m['calibration_error']:.4f}"
+    )
 
 
 def print_training_summary(t: dict) -> None:
+    """Print what one training run reported: its training set, metrics and decision."""
     print()
     print(f"Training pipeline: {t['state']} ({t['seconds']:.0f} s)")
     built, ev = t.get("build_training_set"), t.get("evaluate")
     if built:
-        print(f"  training set             {built['rows']:,} rows {built['splits']}, "
-              f"{built['data_interval']}")
+        print(
+            f"  training set             {built['rows']:,} rows {built['splits']}, "
+            f"{built['data_interval']}"
+        )
         print(f"  training-set hash        {built['hash']}")
     if ev:
         print("  test window metrics:")
         print(_metric_line("candidate", ev.get("candidate")))
         print(_metric_line("baseline", ev.get("baseline")))
         champ = ev.get("champion")
-        label = f"champion (v{ev['champion_version']})" if ev.get("champion_version") else "champion"
+        label = (
+            f"champion (v{ev['champion_version']})" if ev.get("champion_version") else "champion"
+        )
         print(_metric_line(label[:10], champ) if champ else f"    {label:<10} (none yet)")
         print(f"  model version {ev['version']}: {ev['decision']}")
     if t["failed"]:
@@ -227,19 +266,26 @@ def print_training_summary(t: dict) -> None:
 
 
 def print_inference_summary(i: dict, settings: Settings) -> None:
+    """Print what one inference run reported: the live service, the scored day, drift."""
     print()
     print(f"Inference pipeline: {i['state']} ({i['seconds']:.0f} s)")
     dep, scored, mon = i.get("deploy"), i.get("score_next_day"), i.get("monitor")
     if dep:
-        print(f"  live service             model version {dep['model_version']} ({dep['bento']}) "
-              f"on {settings.service_url}")
+        print(
+            f"  live service             model version {dep['model_version']} ({dep['bento']}) "
+            f"on {settings.service_url}"
+        )
     if scored and scored.get("day"):
-        print(f"  batch predictions        {scored['rows']:,} flights of {scored['day']}, "
-              f"mean delay probability {scored['mean_probability']:.3f}: {scored['path']}")
+        print(
+            f"  batch predictions        {scored['rows']:,} flights of {scored['day']}, "
+            f"mean delay probability {scored['mean_probability']:.3f}: {scored['path']}"
+        )
     if mon and mon.get("day"):
         drifted = ", ".join(mon["drifted"][:5]) or "none"
-        print(f"  monitoring               drifted features (PSI > {settings.drift_psi_threshold}): "
-              f"{drifted}")
+        print(
+            f"  monitoring               drifted features (PSI > {settings.drift_psi_threshold}): "
+            f"{drifted}"
+        )
         print(f"                           report: {mon['report']}")
     if i["failed"]:
         print(f"  failed task(s): {', '.join(i['failed'])}")
@@ -254,6 +300,8 @@ def curl_example(settings: Settings) -> str:
 
 
 def run_demo(first: date, last: date, train: bool = True) -> int:
+    """``make demo``: the feature pipeline over ``first..last``, one training run and one
+    inference run, each through Airflow, with a summary; serves until Ctrl-C."""
     settings = get_settings()
     t0 = time.perf_counter()
     log = settings.home / "logs" / "demo.log"
@@ -261,17 +309,22 @@ def run_demo(first: date, last: date, train: bool = True) -> int:
     states = run_days(first, last, settings, log=log)
     s = print_summary(first, last, settings)
     print(f"\nfeature pipeline over {len(states)} days took {time.perf_counter() - t0:.0f} s")
-    ok = all(state == "success" for _, state in states) and s["days_landed"] == (last - first).days + 1
+    ok = (
+        all(state == "success" for _, state in states)
+        and s["days_landed"] == (last - first).days + 1
+    )
     if ok and train:
         print("\nRunning training_pipeline once through Airflow ...", flush=True)
-        t = run_training(settings, log=log)
+        t = run_training(settings, log=log, through=last)
         print_training_summary(t)
-        print(f"  MLflow                   {settings.tracking_uri}  "
-              f"(.venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri})")
+        print(
+            f"  MLflow                   {settings.tracking_uri}  "
+            f"(.venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri})"
+        )
         ok = t["state"] == "success"
         if ok:
             print("\nRunning inference_pipeline once through Airflow ...", flush=True)
-            i = run_inference(settings, log=log)
+            i = run_inference(settings, log=log, day=last + timedelta(days=1))
             print_inference_summary(i, settings)
             ok = i["state"] == "success" and bool(i.get("deploy"))
             if not i.get("deploy"):

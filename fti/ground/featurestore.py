@@ -1,6 +1,6 @@
 """Feast, configured from the platform settings.
 
-The store's configuration is built in code from :class:`~fti.settings.Settings` (SQLite or
+The store's configuration is built in code from :class:`~fti.ground.settings.Settings` (SQLite or
 Redis online store, file or SQL registry), so no ``feature_store.yaml`` has to be edited per
 machine. :func:`write_yaml` renders one for the ``feast`` CLI, with secrets left as
 ``${FTI_...}`` references that Feast expands from the environment.
@@ -13,11 +13,13 @@ import io
 import logging
 import os
 import sys
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fti.settings import Settings, get_settings
+from fti.ground.contract import contract
+from fti.ground.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -25,14 +27,53 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: feature views materialized to the online store (labels are offline only)
-ONLINE_VIEWS = (
-    "origin_weather_hourly",
-    "carrier_delay_history",
-    "route_delay_history",
-    "plane_attributes",
-)
-FEATURE_SERVICE = "flight_delay_v1"
+#: prefix of the columns holding each view's feature-row timestamp next to a lookup's features
+#: (``_feature_ts__<view>``): not features, they prove what instant each value is from
+TS_PREFIX = "_feature_ts__"
+
+
+def online_views(settings: Settings | None = None) -> list[str]:
+    """The feature views materialized to the online store: every one declared ``online=True``."""
+    return contract(settings).online_views
+
+
+def feature_service_name(settings: Settings | None = None) -> str:
+    """The feature service the model reads (``fti.ground.contract``)."""
+    return contract(settings).feature_service
+
+
+@dataclass(frozen=True)
+class ServedView:
+    """A batch view of a feature service as the registry holds it: what a lookup joins."""
+
+    name: str
+    keys: list[str]
+    features: list[str]
+    ttl: timedelta
+    path: str
+
+
+def resolve_service(store: FeatureStore, name: str) -> tuple[list[ServedView], list]:
+    """The batch views and the on-demand views (with their projections) of feature service
+    ``name``, as the registry has them."""
+    service = store.get_feature_service(name)
+    on_demand = {v.name: v for v in store.list_on_demand_feature_views()}
+    views, odfvs = [], []
+    for proj in service.feature_view_projections:
+        if proj.name in on_demand:
+            odfvs.append((on_demand[proj.name], proj))
+            continue
+        fv = store.get_feature_view(proj.name)
+        views.append(
+            ServedView(
+                name=fv.name,
+                keys=[e.name for e in fv.entity_columns],
+                features=[f.name for f in proj.features],
+                ttl=fv.ttl,
+                path=fv.batch_source.path,
+            )
+        )
+    return views, odfvs
 
 
 def _online_store(settings: Settings, *, for_yaml: bool = False) -> dict[str, Any]:
@@ -70,6 +111,7 @@ def repo_config(settings: Settings | None = None) -> RepoConfig:
 
 
 def feature_store(settings: Settings | None = None) -> FeatureStore:
+    """A Feast ``FeatureStore`` over :func:`repo_config` of the settings."""
     from feast import FeatureStore
 
     settings = settings or get_settings()
@@ -107,7 +149,7 @@ def materialize(start: datetime, end: datetime, settings: Settings | None = None
     """Load the online views' latest values in ``[start, end)`` into the online store."""
     store = feature_store(settings)
     with contextlib.redirect_stdout(io.StringIO()):
-        store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
+        store.materialize(start_date=start, end_date=end, feature_views=online_views(settings))
 
 
 def online_entity_counts(settings: Settings | None = None) -> dict[str, int]:
@@ -118,12 +160,12 @@ def online_entity_counts(settings: Settings | None = None) -> dict[str, int]:
     import sqlite3
 
     path = settings.sqlite_online_path
-    counts = dict.fromkeys(ONLINE_VIEWS, 0)
+    counts = dict.fromkeys(online_views(settings), 0)
     if not path.exists():
         return counts
     with contextlib.closing(sqlite3.connect(path)) as con:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        for view in ONLINE_VIEWS:
+        for view in counts:
             table = f"{settings.feast_project}_{view}"
             if table in tables:
                 (n,) = con.execute(f'SELECT COUNT(DISTINCT entity_key) FROM "{table}"').fetchone()
@@ -131,8 +173,9 @@ def online_entity_counts(settings: Settings | None = None) -> dict[str, int]:
     return counts
 
 
-def redis_client(settings: Settings):
-    """A redis-py client for Feast's connection string ('host:port,db=0,password=...')."""
+def redis_client(settings: Settings, **options):
+    """A redis-py client for Feast's connection string ('host:port,db=0,password=...');
+    ``options`` go to ``redis.Redis`` (default: a 2 s socket timeout)."""
     import redis
 
     parts = settings.redis_connection_string.get_secret_value().split(",")
@@ -149,13 +192,14 @@ def redis_client(settings: Settings):
             kwargs["ssl"] = v.lower() == "true"
         elif k == "username":
             kwargs["username"] = v
-    return redis.Redis(socket_timeout=2, **kwargs)
+    options.setdefault("socket_timeout", 2)
+    return redis.Redis(**kwargs, **options)
 
 
 def _redis_counts(settings: Settings) -> dict[str, int]:
     # Feast keeps one hash per entity key with a "_ts:<view>" field for each view it holds
     client = redis_client(settings)
-    counts = dict.fromkeys(ONLINE_VIEWS, 0)
+    counts = dict.fromkeys(online_views(settings), 0)
     marker = settings.feast_project.encode()
     for key in client.scan_iter(count=1000):
         if not key.endswith(marker):

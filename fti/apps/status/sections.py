@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fti.settings import Settings
+from fti.ground.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,12 @@ def _secrets(settings: Settings) -> list[str]:
         key, _, value = part.partition("=")
         if key.strip() == "password" and value:
             out.append(value)
-    urls = [settings.feast_registry, settings.mlflow_tracking_uri, settings.serving_url,
-            settings.airflow_database_url.get_secret_value() if settings.airflow_database_url else None]
+    urls = [
+        settings.feast_registry,
+        settings.mlflow_tracking_uri,
+        settings.serving_url,
+        settings.airflow_database_url.get_secret_value() if settings.airflow_database_url else None,
+    ]
     for url in urls:
         try:
             password = urllib.parse.urlsplit(url).password if url else None
@@ -123,24 +127,28 @@ def pipelines(settings: Settings) -> dict[str, Any]:
                 .order_by(DagRun.run_after.desc(), DagRun.id.desc())
                 .limit(RUNS_PER_PIPELINE)
             ).all()
-            out.append({
-                "dag_id": dag_id,
-                "runs": [
-                    {
-                        "run_id": r.run_id,
-                        "state": str(r.state.value if hasattr(r.state, "value") else r.state),
-                        "run_type": str(r.run_type.value if hasattr(r.run_type, "value") else r.run_type),
-                        "logical_date": _iso(r.logical_date),
-                        "run_after": _iso(r.run_after),
-                        "start_date": _iso(r.start_date),
-                        "end_date": _iso(r.end_date),
-                        # relative to the Airflow UI's root (the page is served one level below)
-                        "ui_path": f"dags/{urllib.parse.quote(dag_id, safe='')}/runs/"
-                                   f"{urllib.parse.quote(r.run_id, safe='')}",
-                    }
-                    for r in runs
-                ],
-            })
+            out.append(
+                {
+                    "dag_id": dag_id,
+                    "runs": [
+                        {
+                            "run_id": r.run_id,
+                            "state": str(r.state.value if hasattr(r.state, "value") else r.state),
+                            "run_type": str(
+                                r.run_type.value if hasattr(r.run_type, "value") else r.run_type
+                            ),
+                            "logical_date": _iso(r.logical_date),
+                            "run_after": _iso(r.run_after),
+                            "start_date": _iso(r.start_date),
+                            "end_date": _iso(r.end_date),
+                            # relative to the Airflow UI's root (the page is served one level below)
+                            "ui_path": f"dags/{urllib.parse.quote(dag_id, safe='')}/runs/"
+                            f"{urllib.parse.quote(r.run_id, safe='')}",
+                        }
+                        for r in runs
+                    ],
+                }
+            )
     return {"pipelines": out}
 
 
@@ -155,8 +163,11 @@ def _partition_rows(view_dir: Path) -> tuple[str | None, int | None]:
     if not days:
         return None, None
     latest = view_dir / f"date={days[-1]}"
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in latest.glob("*.parquet")
-               if not f.name.startswith("."))
+    rows = sum(
+        pq.ParquetFile(f).metadata.num_rows
+        for f in latest.glob("*.parquet")
+        if not f.name.startswith(".")
+    )
     return days[-1], rows
 
 
@@ -168,7 +179,7 @@ def feature_views(settings: Settings) -> dict[str, Any]:
     materialized interval of any view (the demo replays 2013), so a view is stale when it lags
     the others by more than the limit; with ``wall`` it is the real clock.
     """
-    from fti import featurestore
+    from fti.ground import featurestore
 
     store = featurestore.feature_store(settings)
     views = sorted(store.list_feature_views(), key=lambda v: v.name)
@@ -192,33 +203,46 @@ def feature_views(settings: Settings) -> dict[str, Any]:
         else:
             freshness = "fresh" if age is not None and age <= limit else "stale"
         day, rows = _partition_rows(settings.offline_dir / v.name)
-        out.append({
-            "name": v.name,
-            "online": bool(v.online),
-            "last_interval": [_iso(last[0]), _iso(last[1])] if last else None,
-            "age_hours": round(age.total_seconds() / 3600, 2) if age is not None else None,
-            "freshness": freshness,
-            "latest_partition": day,
-            "latest_partition_rows": rows,
-        })
-    return {"now": _iso(now), "clock": clock,
-            "freshness_limit_hours": settings.feature_freshness_hours, "views": out}
+        out.append(
+            {
+                "name": v.name,
+                "online": bool(v.online),
+                "last_interval": [_iso(last[0]), _iso(last[1])] if last else None,
+                "age_hours": round(age.total_seconds() / 3600, 2) if age is not None else None,
+                "freshness": freshness,
+                "latest_partition": day,
+                "latest_partition_rows": rows,
+            }
+        )
+    return {
+        "now": _iso(now),
+        "clock": clock,
+        "freshness_limit_hours": settings.feature_freshness_hours,
+        "views": out,
+    }
 
 
 def online_store(settings: Settings) -> dict[str, Any]:
     """Whether the online store answers (the service's own check), and entities per view."""
-    from fti import featurestore
+    from fti.ground import featurestore
     from serving import features
 
     try:
         features.check_online_store(settings)
     except Exception as err:
-        raise Unavailable(_reason(err) if not isinstance(err, features.OnlineStoreUnavailable)
-                          else str(err)) from err
-    where = (f"Redis {features._redis_address(settings)}" if settings.online_store == "redis"
-             else f"SQLite {settings.sqlite_online_path}")
-    return {"type": settings.online_store, "where": where,
-            "entities": featurestore.online_entity_counts(settings)}
+        raise Unavailable(
+            _reason(err) if not isinstance(err, features.OnlineStoreUnavailable) else str(err)
+        ) from err
+    where = (
+        f"Redis {features.redis_address(settings)}"
+        if settings.online_store == "redis"
+        else f"SQLite {settings.sqlite_online_path}"
+    )
+    return {
+        "type": settings.online_store,
+        "where": where,
+        "entities": featurestore.online_entity_counts(settings),
+    }
 
 
 # ------------------------------------------------------------------ validations (GX reports)
@@ -248,23 +272,28 @@ def validations(settings: Settings) -> dict[str, Any]:
                 continue
             data = json.loads((run / "result.json").read_text())
             report = run / "report.html"
-            results.append({
-                "name": table.name,
-                "day": run.parent.name,
-                "run": run.name,
-                "checked": data.get("boundary"),
-                "success": bool(data.get("success")),
-                "evaluated": data.get("evaluated"),
-                "rows": data.get("rows"),
-                "failed": list(data.get("failed") or []),
-                "report": report.relative_to(settings.reports_dir).as_posix()
-                if report.is_file() else None,
-            })
-        out.append({
-            "boundary": boundary,
-            "success": all(r["success"] for r in results) if results else None,
-            "results": results,
-        })
+            results.append(
+                {
+                    "name": table.name,
+                    "day": run.parent.name,
+                    "run": run.name,
+                    "checked": data.get("boundary"),
+                    "success": bool(data.get("success")),
+                    "evaluated": data.get("evaluated"),
+                    "rows": data.get("rows"),
+                    "failed": list(data.get("failed") or []),
+                    "report": report.relative_to(settings.reports_dir).as_posix()
+                    if report.is_file()
+                    else None,
+                }
+            )
+        out.append(
+            {
+                "boundary": boundary,
+                "success": all(r["success"] for r in results) if results else None,
+                "results": results,
+            }
+        )
     return {"boundaries": out}
 
 
@@ -311,8 +340,12 @@ def models(settings: Settings) -> dict[str, Any]:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     elif uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         # the MLflow client would create an empty database: say there is none instead
-        return {"name": settings.model_name, "champion": None, "versions": [],
-                "note": "no MLflow database yet (nothing trained)"}
+        return {
+            "name": settings.model_name,
+            "champion": None,
+            "versions": [],
+            "note": "no MLflow database yet (nothing trained)",
+        }
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -334,22 +367,28 @@ def models(settings: Settings) -> dict[str, Any]:
             numbers = json.loads(tags.get("gate.numbers") or "{}")
         except json.JSONDecodeError:
             numbers = {}
-        versions.append({
-            "version": str(mv.version),
-            "created": _iso(datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC))
-            if mv.creation_timestamp else None,
-            "champion": str(mv.version) == str(champion),
-            "aliases": sorted(a for a, v in aliases.items() if str(v) == str(mv.version)),
-            "decision": tags.get("gate.decision"),
-            "reasons": tags.get("gate.reasons"),
-            "candidate": _gate_metrics(numbers, "candidate"),
-            "baseline": _gate_metrics(numbers, "baseline"),
-            "champion_then": _gate_metrics(numbers, "champion"),
-            "data_interval": tags.get("data_interval"),
-            "training_set_hash": tags.get("training_set.hash"),
-        })
-    return {"name": name, "champion": str(champion) if champion is not None else None,
-            "versions": versions}
+        versions.append(
+            {
+                "version": str(mv.version),
+                "created": _iso(datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC))
+                if mv.creation_timestamp
+                else None,
+                "champion": str(mv.version) == str(champion),
+                "aliases": sorted(a for a, v in aliases.items() if str(v) == str(mv.version)),
+                "decision": tags.get("gate.decision"),
+                "reasons": tags.get("gate.reasons"),
+                "candidate": _gate_metrics(numbers, "candidate"),
+                "baseline": _gate_metrics(numbers, "baseline"),
+                "champion_then": _gate_metrics(numbers, "champion"),
+                "data_interval": tags.get("data_interval"),
+                "training_set_hash": tags.get("training_set.hash"),
+            }
+        )
+    return {
+        "name": name,
+        "champion": str(champion) if champion is not None else None,
+        "versions": versions,
+    }
 
 
 def live(settings: Settings) -> dict[str, Any]:
@@ -357,11 +396,17 @@ def live(settings: Settings) -> dict[str, Any]:
     from serving import rollout
 
     entries = rollout.history(settings)
-    return {"history": [
-        {"model_version": str(e.get("model_version")), "bento": e.get("bento"),
-         "from": e.get("from"), "until": e.get("until")}
-        for e in reversed(entries)
-    ]}
+    return {
+        "history": [
+            {
+                "model_version": str(e.get("model_version")),
+                "bento": e.get("bento"),
+                "from": e.get("from"),
+                "until": e.get("until"),
+            }
+            for e in reversed(entries)
+        ]
+    }
 
 
 # ------------------------------------------------------------------ the service
@@ -389,7 +434,9 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
                 return lower_bound  # the highest finite bound, as Prometheus answers
             if count == lower_count:
                 return bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
         lower_bound, lower_count = bound, count
     return None
 
@@ -418,7 +465,7 @@ def parse_metrics(text: str) -> dict[str, Any]:
             elif s.name.startswith("bentoml_service_request") and s.labels.get("service_version"):
                 versions.add(s.labels["service_version"])
     pairs = list(buckets.items())
-    ms = (lambda v: round(v * 1000, 3) if v is not None else None)  # noqa: E731
+    ms = lambda v: round(v * 1000, 3) if v is not None else None  # noqa: E731
     return {
         "requests": int(sum(by_status.values())),
         "requests_by_status": {k: int(v) for k, v in sorted(by_status.items())},
@@ -437,8 +484,9 @@ def service(settings: Settings) -> dict[str, Any]:
     try:
         status, body = _http_get(f"{url}/readyz")
     except (OSError, ValueError) as err:
-        raise Unavailable(f"service unreachable at {redact_url(url)}: "
-                          f"{getattr(err, 'reason', err)}") from err
+        raise Unavailable(
+            f"service unreachable at {redact_url(url)}: {getattr(err, 'reason', err)}"
+        ) from err
     ready = status == 200
     reason = None
     if not ready:
@@ -479,8 +527,9 @@ def _rate(url: str, requests: int | None, entry: dict | None) -> tuple[float | N
         previous = _metrics_samples.get(url)
         _metrics_samples[url] = (now, requests)
     if previous is not None and now > previous[0] and requests >= previous[1]:
-        return round((requests - previous[1]) / (now - previous[0]), 3), \
-            f"the last {now - previous[0]:.0f} s"
+        return round(
+            (requests - previous[1]) / (now - previous[0]), 3
+        ), f"the last {now - previous[0]:.0f} s"
     if entry is not None and entry.get("from"):
         try:
             since = datetime.fromisoformat(entry["from"]).timestamp()
@@ -497,9 +546,15 @@ def _rate(url: str, requests: int | None, entry: dict | None) -> tuple[float | N
 def monitoring(settings: Settings) -> dict[str, Any]:
     """The latest day's drift per feature with the threshold, and realised accuracy by day."""
     folder = settings.monitoring_dir
-    days = sorted(p.name for p in folder.iterdir()
-                  if not p.name.startswith(".") and (p / "metrics.json").is_file()) \
-        if folder.is_dir() else []
+    days = (
+        sorted(
+            p.name
+            for p in folder.iterdir()
+            if not p.name.startswith(".") and (p / "metrics.json").is_file()
+        )
+        if folder.is_dir()
+        else []
+    )
     if not days:
         return {"threshold": settings.drift_psi_threshold, "latest": None, "performance": []}
     latest = json.loads((folder / days[-1] / "metrics.json").read_text())
@@ -507,25 +562,37 @@ def monitoring(settings: Settings) -> dict[str, Any]:
     threshold = latest.get("threshold", settings.drift_psi_threshold)
     psi = latest.get("feature_psi") or {}
     features = [
-        {"feature": f, "psi": v, "drifted": v is not None and v > threshold and f not in ignored,
-         "ignored": f in ignored}
+        {
+            "feature": f,
+            "psi": v,
+            "drifted": v is not None and v > threshold and f not in ignored,
+            "ignored": f in ignored,
+        }
         for f, v in sorted(psi.items(), key=lambda kv: -(kv[1] or 0))
     ]
     performance = []
     for day in days[-MONITORING_DAYS:]:
         m = json.loads((folder / day / "metrics.json").read_text())
         p = m.get("performance") or {}
-        performance.append({
-            "day": day, "model_version": m.get("model_version"),
-            "roc_auc": p.get("roc_auc"), "log_loss": p.get("log_loss"),
-            "calibration_error": p.get("calibration_error"), "labelled": p.get("labelled"),
-            "labels": m.get("labels"), "prediction_psi": m.get("prediction_psi"),
-        })
+        performance.append(
+            {
+                "day": day,
+                "model_version": m.get("model_version"),
+                "roc_auc": p.get("roc_auc"),
+                "log_loss": p.get("log_loss"),
+                "calibration_error": p.get("calibration_error"),
+                "labelled": p.get("labelled"),
+                "labels": m.get("labels"),
+                "prediction_psi": m.get("prediction_psi"),
+            }
+        )
     return {
         "threshold": threshold,
         "latest": {
-            "day": days[-1], "model_version": latest.get("model_version"),
-            "features": features, "prediction_psi": latest.get("prediction_psi"),
+            "day": days[-1],
+            "model_version": latest.get("model_version"),
+            "features": features,
+            "prediction_psi": latest.get("prediction_psi"),
             "prediction_drifted": bool(latest.get("prediction_drifted")),
             "report": f"monitoring/{days[-1]}/index.html",
         },
@@ -566,7 +633,7 @@ def _load_libraries() -> None:
         from mlflow import MlflowClient  # noqa: F401
         from prometheus_client import parser  # noqa: F401
 
-        from fti import featurestore  # noqa: F401
+        from fti.ground import featurestore  # noqa: F401
         from serving import features, rollout  # noqa: F401
 
         _libraries_loaded = True
@@ -604,8 +671,10 @@ def collect(settings: Settings, timeout_s: float | None = None) -> dict[str, Any
         except FutureTimeout:
             reason = f"no answer within {timeout_s:g} s"
             if name in NEEDS_LIBRARIES and not _libraries_loaded:
-                reason += (" (loading Feast and MLflow, once after the API server starts: "
-                           "refresh in a few seconds)")
+                reason += (
+                    " (loading Feast and MLflow, once after the API server starts: "
+                    "refresh in a few seconds)"
+                )
             sections[name] = {"available": False, "data": None, "seconds": None, "reason": reason}
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

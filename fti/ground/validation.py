@@ -28,6 +28,8 @@ class ValidationFailed(RuntimeError):
 
 @dataclass
 class FailedExpectation:
+    """One expectation that failed, with what it found."""
+
     expectation: str
     column: str | None
     kwargs: dict[str, Any]
@@ -38,15 +40,14 @@ class FailedExpectation:
     error: str | None = None
 
     def describe(self) -> str:
+        """The failure as one line: the expectation, its arguments and what was found."""
         args = ", ".join(f"{k}={_show(v)}" for k, v in self.kwargs.items())
         what = f"{self.expectation}({args})"
         if self.error:
             return f"{what}: could not be evaluated: {self.error}"
         if self.unexpected_count is not None:
             share = (
-                f" ({self.unexpected_count / self.element_count:.1%})"
-                if self.element_count
-                else ""
+                f" ({self.unexpected_count / self.element_count:.1%})" if self.element_count else ""
             )
             rows = f"{self.unexpected_count} of {self.element_count} rows{share}"
             examples = f", e.g. {self.examples[:5]!r}" if self.examples else ""
@@ -56,6 +57,8 @@ class FailedExpectation:
 
 @dataclass
 class ValidationReport:
+    """The outcome of one validation: what passed, what failed, and its HTML report."""
+
     boundary: str
     success: bool
     evaluated: int
@@ -64,6 +67,7 @@ class ValidationReport:
     report_page: Path | None = None
 
     def describe(self) -> str:
+        """Every failure, one per line, under a line that counts them."""
         head = (
             f"{self.boundary}: {len(self.failed)} of {self.evaluated} expectations failed "
             f"on {self.rows} rows"
@@ -76,6 +80,7 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-able values (``result.json``)."""
         return {
             "boundary": self.boundary,
             "success": self.success,
@@ -187,5 +192,3 @@ def validate_frame(
     if raise_on_failure and not report.success:
         raise ValidationFailed(report)
     return report
-
-

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -162,13 +162,16 @@ class Settings(BaseSettings):
 
     # --- the platform page in the Airflow UI (plugins/fti_platform.py) -------------------------
     feature_freshness_hours: float = Field(
-        default=25.0, gt=0,
+        default=25.0,
+        gt=0,
         description="A feature view whose last materialized interval ended longer ago than "
         "this is shown stale (a daily pipeline: a day plus an hour for the run). 'Now' is the "
         "service's clock: with serving_clock=replay, the end of the latest materialized interval.",
     )
     status_timeout_s: float = Field(
-        default=0.8, gt=0, le=30,
+        default=0.8,
+        gt=0,
+        le=30,
         description="Each section of the platform page is read within this many seconds or "
         "shown unavailable, so the page answers within a second even when a store is down.",
     )
@@ -196,58 +199,72 @@ class Settings(BaseSettings):
     # --- derived locations ------------------------------------------------------------------
     @property
     def data_dir(self) -> Path:
+        """Root of raw, staging and offline data (DATA_ROOT, else HOME/data)."""
         return self.data_root or self.home / "data"
 
     @property
     def raw_dir(self) -> Path:
+        """Landed raw partitions."""
         return self.data_dir / "raw"
 
     @property
     def offline_dir(self) -> Path:
+        """The offline store: published feature partitions."""
         return self.data_dir / "offline"
 
     @property
     def staging_dir(self) -> Path:
+        """Feature partitions computed but not yet validated."""
         return self.data_dir / "staging"
 
     @property
     def cache_dir(self) -> Path:
+        """Parsed source tables."""
         return self.data_dir / "cache"
 
     @property
     def reports_dir(self) -> Path:
+        """Validation, monitoring and replay reports."""
         return self.home / "reports"
 
     @property
     def feast_dir(self) -> Path:
+        """Feast's registry and SQLite online store."""
         return self.home / "feast"
 
     @property
     def registry(self) -> str:
+        """Feast's registry: FEAST_REGISTRY, else HOME/feast/registry.db."""
         return self.feast_registry or str(self.feast_dir / "registry.db")
 
     @property
     def sqlite_online_path(self) -> Path:
+        """The SQLite online store's file."""
         return self.feast_dir / "online.db"
 
     @property
     def mlflow_dir(self) -> Path:
+        """The embedded MLflow store and its artifacts."""
         return self.home / "mlflow"
 
     @property
     def tracking_uri(self) -> str:
+        """MLflow's tracking URI: MLFLOW_TRACKING_URI, else SQLite under HOME/mlflow."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def drift_ignored_features(self) -> frozenset[str]:
+        """The features in DRIFT_IGNORE."""
         return frozenset(f.strip() for f in self.drift_ignore.split(",") if f.strip())
 
     @property
     def predictions_dir(self) -> Path:
+        """Batch predictions, one partition per day."""
         return self.data_dir / "predictions"
 
     @property
     def monitoring_dir(self) -> Path:
+        """Monitoring reports, one folder per day."""
         return self.reports_dir / "monitoring"
 
     @property
@@ -257,10 +274,12 @@ class Settings(BaseSettings):
 
     @property
     def service_url(self) -> str:
+        """Where clients reach the service: SERVING_URL, else http://HOST:PORT."""
         return self.serving_url or f"http://{self.serving_host}:{self.serving_port}"
 
     @property
     def airflow_dir(self) -> Path:
+        """AIRFLOW_HOME: AIRFLOW_HOME setting, else HOME/airflow."""
         return self.airflow_home or self.home / "airflow"
 
 

@@ -5,7 +5,7 @@ D covers local day D). Airflow's default for a manual run at time T is the *last
 interval before T, so ``airflow dags test feature_pipeline 2013-01-05`` would process January 4;
 here a manual run at T processes the day that contains T, the same day a backfill of D does.
 Registered by ``plugins/fti_timetables.py``. Airflow's default time zone is set to the data
-set's (``fti.airflow_env``), so a bare date on the command line is that local midnight.
+set's (``fti.ground.airflow_env``), so a bare date on the command line is that local midnight.
 """
 
 from __future__ import annotations
@@ -20,5 +20,6 @@ class DailyReplayTimetable(CronDataIntervalTimetable):
     description = "daily, local midnight (manual runs cover their own day)"
 
     def infer_manual_data_interval(self, *, run_after) -> DataInterval:
+        """The local day that contains ``run_after``."""
         start = self._align_to_prev(run_after)
         return DataInterval(start=start, end=self._get_next(start))

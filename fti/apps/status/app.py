@@ -16,8 +16,8 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from fti.settings import get_settings
-from fti.status import page, sections
+from fti.apps.status import page, sections
+from fti.ground.settings import get_settings
 
 
 def create_app() -> FastAPI:
@@ -29,7 +29,9 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="FTI platform",
         dependencies=[Depends(get_user)],
-        docs_url=None, redoc_url=None, openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     @app.get("/", response_class=HTMLResponse)

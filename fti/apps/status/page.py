@@ -185,27 +185,38 @@ def accuracy_chart(performance: list[dict[str, Any]]) -> str:
         return PAD + i * step, PAD + h * (1 - (v - lo) / (hi - lo))
 
     coords = [xy(i, v) for i, (_, v) in enumerate(points)]
-    parts = [f'<svg class="chart" width="{CHART_W}" height="{CHART_H}" role="img" '
-             f'aria-label="realised ROC AUC by day" xmlns="http://www.w3.org/2000/svg">']
+    parts = [
+        f'<svg class="chart" width="{CHART_W}" height="{CHART_H}" role="img" '
+        f'aria-label="realised ROC AUC by day" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for tick in (lo, (lo + hi) / 2, hi):
         _, y = xy(0, tick)
-        parts.append(f'<line x1="{PAD}" x2="{PAD + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d7de"/>'
-                     f'<text x="2" y="{y + 4:.1f}" font-size="10">{tick:.2f}</text>')
-    parts.append('<polyline fill="none" stroke="#0969da" stroke-width="2" points="'
-                 + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords) + '"/>')
+        parts.append(
+            f'<line x1="{PAD}" x2="{PAD + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d7de"/>'
+            f'<text x="2" y="{y + 4:.1f}" font-size="10">{tick:.2f}</text>'
+        )
+    parts.append(
+        '<polyline fill="none" stroke="#0969da" stroke-width="2" points="'
+        + " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+        + '"/>'
+    )
     for (day, v), (x, y) in zip(points, coords, strict=True):
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#0969da">'
-                     f'<title>{escape(day)}: ROC AUC {v:.3f}</title></circle>')
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#0969da">'
+            f"<title>{escape(day)}: ROC AUC {v:.3f}</title></circle>"
+        )
     parts.append(f'<text x="{PAD}" y="{CHART_H - 6}" font-size="10">{escape(points[0][0])}</text>')
     if len(points) > 1:
-        parts.append(f'<text x="{PAD + w}" y="{CHART_H - 6}" font-size="10" text-anchor="end">'
-                     f'{escape(points[-1][0])}</text>')
+        parts.append(
+            f'<text x="{PAD + w}" y="{CHART_H - 6}" font-size="10" text-anchor="end">'
+            f"{escape(points[-1][0])}</text>"
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
 def render(status: dict[str, Any]) -> str:
-    """The page for :func:`fti.status.sections.collect`'s result."""
+    """The page for :func:`fti.apps.status.sections.collect`'s result."""
     mon = status["sections"].get("monitoring") or {}
     perf = (mon.get("data") or {}).get("performance") or [] if mon.get("available") else []
     return _template().render(**status, chart=accuracy_chart(perf))

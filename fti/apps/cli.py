@@ -16,11 +16,11 @@ import shlex
 import sys
 from datetime import date
 
-from fti.settings import get_settings
+from fti.ground.settings import get_settings
 
 
 def _env(_: argparse.Namespace) -> int:
-    from fti.airflow_env import airflow_env
+    from fti.ground.airflow_env import airflow_env
 
     for k, v in airflow_env(get_settings()).items():
         print(f"export {k}={shlex.quote(v)}")
@@ -28,7 +28,7 @@ def _env(_: argparse.Namespace) -> int:
 
 
 def _feast_apply(_: argparse.Namespace) -> int:
-    from fti import featurestore
+    from fti.ground import featurestore
 
     print(featurestore.apply())
     print(f"feature_store.yaml for the feast CLI: {featurestore.write_yaml()}")
@@ -66,10 +66,18 @@ def mlflow_ui_command(settings) -> list[str] | None:
         return None
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     return [
-        str(Path(sys.executable).with_name("mlflow")), "server",
-        "--backend-store-uri", settings.tracking_uri,
-        "--default-artifact-root", (settings.mlflow_dir / "artifacts").as_uri(),
-        "--host", "127.0.0.1", "--port", str(settings.mlflow_ui_port), "--workers", "1",
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--default-artifact-root",
+        (settings.mlflow_dir / "artifacts").as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.mlflow_ui_port),
+        "--workers",
+        "1",
     ]
 
 
@@ -134,8 +142,10 @@ def _rollback(_: argparse.Namespace) -> int:
     except (LookupError, rollout.RolloutFailed) as err:
         print(f"rollback: {err}", file=sys.stderr)
         return 1
-    print(f"model version {entry['model_version']} ({entry['bento']}) is live again on "
-          f"{settings.service_url} (was {entry['rollback_of']})")
+    print(
+        f"model version {entry['model_version']} ({entry['bento']}) is live again on "
+        f"{settings.service_url} (was {entry['rollback_of']})"
+    )
     return 0
 
 
@@ -155,14 +165,14 @@ def _days(text: str) -> tuple[date, date]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from fti.demo import run_demo
+    from fti.apps.demo import run_demo
 
     first, last = _days(args.days)
     return run_demo(first, last, train=not args.no_training)
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from fti.demo import print_summary
+    from fti.apps.demo import print_summary
 
     first, last = _days(args.days)
     print_summary(first, last)
@@ -170,6 +180,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m fti <command>`` (the module docstring lists the commands)."""
     parser = argparse.ArgumentParser(prog="python -m fti")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("env", help="export lines for Airflow").set_defaults(fn=_env)
@@ -180,8 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("mlflow-ui", help="the MLflow UI over the embedded tracking store")
     ui.add_argument("--watch", type=int, default=None, help="stop when this process ends")
     ui.set_defaults(fn=_mlflow_ui)
-    sub.add_parser("rollback", help="restore the previously live model version").set_defaults(fn=_rollback)
-    sub.add_parser("live", help="which model version was live from when to when").set_defaults(fn=_live)
+    sub.add_parser("rollback", help="restore the previously live model version").set_defaults(
+        fn=_rollback
+    )
+    sub.add_parser("live", help="which model version was live from when to when").set_defaults(
+        fn=_live
+    )
     demo_days = "2013-01-01..2013-01-31"
     d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
     d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")

@@ -6,7 +6,7 @@ so the Makefile and the tests start Airflow with ``eval "$(python -m fti env)"``
 
 from __future__ import annotations
 
-from fti.settings import Settings
+from fti.ground.settings import Settings
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
