@@ -1,16 +1,20 @@
 """
 ### Feature pipeline
 
-Replays NYC flights 2013 one local day per run: **land** the day's raw partitions,
-**validate** them (Great Expectations), compute the feature views with **Spark**, validate the
-staged features, **publish** them to the offline store (one file per day, replaced atomically),
-`feast apply`, and **materialize** the day to the online store. On success it emits the
-`fti_features` asset, whose event names the day published (`first_day`, `last_day`): the
-training and inference pipelines run on it and work on that day.
+Replays NYC flights 2013 one local day per run, in three tasks:
 
-A failed validation fails its task and nothing downstream runs: no partition is published, no
-value materialized, no asset event. Each validation's HTML report is kept under
-`.fti/reports/validation/<boundary>/<table>/<day>/<run_id>/report.html`.
+- **land**: the day's raw partitions, checked (Great Expectations) before anything reads them;
+- **compute_features**: the feature views with **Spark** (a client of the warm Spark Connect
+  server when `FTI_SPARK_REMOTE` is set), written to a staging folder and checked there;
+- **publish**: the checked partitions into the offline store (one file per day, replaced
+  atomically), `feast apply` when the declarations changed, the day into the online store, and
+  the `fti_features` asset, whose event names the day published (`first_day`, `last_day`): the
+  training and inference pipelines run on it and work on that day.
+
+A failed check fails its task at once and nothing downstream runs: no partition is published,
+no value materialized, no asset event. Each check's HTML report is kept under
+`.fti/reports/validation/<boundary>/<table>/<day>/<run_id>/report.html`. A Spark server that
+does not answer fails `compute_features` naming it, and Airflow retries.
 
 Runs go in date order (`max_active_runs=1`): the delay-history features of a day read the
 28 days before it.
@@ -48,77 +52,54 @@ def feature_pipeline():
     """The feature pipeline: one local day of 2013 per run (the module docstring says more)."""
 
     @task
-    def land(data_interval_start=None, data_interval_end=None) -> dict:
-        """Write the interval's raw flights, weather and planes as date partitions."""
+    def land(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """Land the day's raw flights, weather and planes and check them (Great Expectations:
+        schema, types, ranges, nulls, keys); a day that fails goes no further."""
         from feature_repo.jobs import pipeline
+        from fti.ground.runs import fail_fast
 
-        return pipeline.land_interval(data_interval_start, data_interval_end)
+        landed = pipeline.land_interval(data_interval_start, data_interval_end)
+        checked = fail_fast(pipeline.validate_raw)(data_interval_start, data_interval_end, run_id)
+        return {"landed": {t: len(p) for t, p in landed.items()}, "raw": checked}
 
     @task
-    def validate_raw(
+    def compute_features(
         landed: dict, data_interval_start=None, data_interval_end=None, run_id=None
     ) -> dict:
-        """Great Expectations on the raw partitions: schema, types, ranges, nulls, keys."""
+        """The Spark job: the feature views of the day, staged and checked before publishing."""
         from feature_repo.jobs import pipeline
         from fti.ground.runs import fail_fast
 
-        return fail_fast(pipeline.validate_raw)(data_interval_start, data_interval_end, run_id)
-
-    @task
-    def compute_features(raw_ok: dict, data_interval_start=None, data_interval_end=None) -> dict:
-        """The Spark job: feature views for the interval, written to a staging folder."""
-        from feature_repo.jobs import pipeline
-        from fti.ground.runs import fail_fast
-
-        return fail_fast(pipeline.compute)(data_interval_start, data_interval_end)
-
-    @task
-    def validate_features(
-        staged: dict, data_interval_start=None, data_interval_end=None, run_id=None
-    ) -> dict:
-        """Great Expectations on the staged features, before anything is published."""
-        from feature_repo.jobs import pipeline
-        from fti.ground.runs import fail_fast
-
-        result = fail_fast(pipeline.validate_features)(
+        staged = fail_fast(pipeline.compute)(data_interval_start, data_interval_end)
+        checked = fail_fast(pipeline.validate_features)(
             data_interval_start, data_interval_end, staged["staging"], run_id
         )
-        return {**result, "staging": staged["staging"], "rows": staged["rows"]}
-
-    @task
-    def publish(checked: dict, data_interval_start=None, data_interval_end=None) -> dict:
-        """Replace the interval's partitions in the offline store."""
-        from feature_repo.jobs import pipeline
-
-        return pipeline.publish(data_interval_start, data_interval_end, checked["staging"])
-
-    @task
-    def feast_apply(published: dict) -> str:
-        """`feast apply` of feature_repo/ (idempotent)."""
-        from feature_repo.jobs import pipeline
-
-        return pipeline.apply_registry()
+        return {
+            **checked,
+            "staging": staged["staging"],
+            "rows": staged["rows"],
+            "seconds": staged["seconds"],
+        }
 
     @task(outlets=[FEATURES])
-    def materialize(
-        applied: str, data_interval_start=None, data_interval_end=None, outlet_events=None
+    def publish(
+        checked: dict, data_interval_start=None, data_interval_end=None, outlet_events=None
     ) -> dict:
-        """Load the interval into the online store; emit the features asset naming its days."""
+        """The checked partitions into the offline store, then the online store; emit the
+        features asset naming the day."""
         from feature_repo.jobs import pipeline
         from fti.ground.runs import published
 
-        counts = pipeline.materialize(data_interval_start, data_interval_end)
+        offline = pipeline.publish(data_interval_start, data_interval_end, checked["staging"])
+        applied = pipeline.apply_registry()
+        online = pipeline.materialize(data_interval_start, data_interval_end)
         # the event says which days it published: training and inference read it
         outlet_events[FEATURES].extra = published(data_interval_start, data_interval_end, TZ)
-        return counts
+        return {"offline": offline, "applied": applied.splitlines()[-1:], "online": online}
 
     landed = land()
-    raw_ok = validate_raw(landed)
-    staged = compute_features(raw_ok)
-    checked = validate_features(staged)
-    published_ = publish(checked)
-    applied = feast_apply(published_)
-    materialize(applied)
+    checked = compute_features(landed)
+    publish(checked)
 
 
 feature_pipeline_dag = feature_pipeline()

@@ -9,6 +9,7 @@ import logging
 from datetime import date, timedelta
 
 from fti.ground.dates import as_day
+from fti.ground.runs import step
 from fti.ground.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def previous_day(day: date | str) -> date:
     return as_day(day) - timedelta(days=1)
 
 
+@step
 def deploy(settings: Settings | None = None) -> dict:
     """Roll the registry's champion out unless it is already live (then make sure it runs)."""
     from serving import model as served
@@ -56,6 +58,7 @@ def deploy(settings: Settings | None = None) -> dict:
     return {**rollout.rollout(model_dir, version, settings), "changed": True}
 
 
+@step
 def score_next_day(
     run_id: str = "manual", settings: Settings | None = None, day: date | None = None
 ) -> dict:
@@ -77,6 +80,7 @@ def score_next_day(
     return batch.score_day(day, run_id, settings)
 
 
+@step
 def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = None) -> dict:
     """Drift for the scored day; realised performance for the day before, whose labels landed."""
     from serving import batch, monitoring

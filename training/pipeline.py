@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from fti.ground import files
 from fti.ground.contract import contract
+from fti.ground.runs import step
 from fti.ground.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def latest_label_day(settings: Settings) -> date:
     return date.fromisoformat(days[-1])
 
 
+@step
 def build_training_set(
     run_id: str = "manual", settings: Settings | None = None, through: date | None = None
 ) -> dict:
@@ -96,6 +98,7 @@ def model_dir(settings: Settings, run_id: str) -> Path:
     return settings.data_dir / "models" / _safe(run_id)
 
 
+@step
 def train_local(snapshot: str, run_id: str = "manual", settings: Settings | None = None) -> dict:
     """The training entry point as a local process (the embedded runtime)."""
     settings = settings or get_settings()
@@ -175,6 +178,7 @@ def training_pod_operator(task_id: str, settings: Settings, **kwargs):
     )
 
 
+@step
 def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> dict:
     """Baseline, champion re-scored on the same test window, the gate, and the registry."""
     import tempfile

@@ -12,6 +12,7 @@ named like it. :func:`check_contract` stops a run naming what is missing before 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -22,6 +23,7 @@ from feature_repo.jobs import features, land
 from fti.ground import files, source
 from fti.ground.contract import ContractError, contract
 from fti.ground.dates import local_days
+from fti.ground.runs import step
 from fti.ground.settings import Settings, get_settings
 from fti.ground.validation import ValidationFailed, ValidationReport
 
@@ -93,11 +95,13 @@ def check_contract(settings: Settings | None = None) -> None:
         raise ContractError("the feature contract is broken: " + "; ".join(problems))
 
 
+@step
 def land_interval(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
     """Land the interval's raw tables (``feature_repo.jobs.land``)."""
     return land.land(start, end, settings or get_settings())
 
 
+@step
 def validate_raw(
     start: datetime, end: datetime, run_id: str = "manual", settings: Settings | None = None
 ) -> dict:
@@ -130,6 +134,7 @@ def validate_raw(
     return result
 
 
+@step
 def compute(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
     """Run the Spark feature job into the interval's staging folder."""
     return features.run(start, end, settings or get_settings())
@@ -142,6 +147,7 @@ def _staged_file(staging: Path, view: str, day: str) -> Path | None:
     return files[0] if files else None
 
 
+@step
 def validate_features(
     start: datetime,
     end: datetime,
@@ -183,6 +189,7 @@ def offline_partition(settings: Settings, view: str, day: str) -> Path:
     return files.day_partition(settings.offline_dir, view, day)
 
 
+@step
 def publish(
     start: datetime, end: datetime, staging: str, settings: Settings | None = None
 ) -> dict[str, int]:
@@ -205,10 +212,13 @@ def publish(
             n += 1
         published[view] = n
     shutil.rmtree(root, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the interval's folder, once its last attempt is gone
+        root.parent.rmdir()
     log.info("published %s", published)
     return published
 
 
+@step
 def apply_registry(settings: Settings | None = None) -> str:
     """``feast apply`` of the feature repo (``fti.ground.featurestore.apply``)."""
     from fti.ground import featurestore
@@ -216,6 +226,7 @@ def apply_registry(settings: Settings | None = None) -> str:
     return featurestore.apply(settings or get_settings())
 
 
+@step
 def materialize(start: datetime, end: datetime, settings: Settings | None = None) -> dict[str, int]:
     """Materialize the interval into the online store; returns entities held per view."""
     from fti.ground import featurestore

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -80,5 +81,28 @@ def fail_fast(fn: F) -> F:
             return fn(*args, **kwargs)
         except (ValidationFailed, ContractError) as err:
             raise AirflowFailException(str(err)) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+#: the log line each step starts with (``bench/scheduler.py`` reads it from the task logs:
+#: what a task paid before it, process start, DAG parse and imports, ends there)
+STEP_STARTS = "fti step %s starts"
+STEP_ENDS = "fti step %s took %.3f s"
+
+
+def step(fn: F) -> F:
+    """Log when a pipeline step starts and how long it took (its module's logger)."""
+    logger = logging.getLogger(fn.__module__)
+    name = f"{fn.__module__.rsplit('.', 1)[0]}.{fn.__name__}"
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        logger.info(STEP_STARTS, name)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            logger.info(STEP_ENDS, name, time.perf_counter() - t0)
 
     return wrapper  # type: ignore[return-value]
