@@ -44,8 +44,12 @@ init: install
 demo: init
 	@$(AIRFLOW_ENV) && $(PY) -m fti demo --days $(DAYS)
 
+# one warm Spark Connect server for every Spark task (tasks are its clients), the MLflow UI,
+# then Airflow; the server and the UI stop when Airflow does
 up: init
-	@$(AIRFLOW_ENV) && ($(PY) -m fti mlflow-ui --watch $$$$ &) && ($(PY) -m fti login &) && exec airflow standalone
+	@eval "$$($(PY) -m fti env --spark-connect)" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+		&& ($(PY) -m fti spark-connect --watch $$$$ &) && ($(PY) -m fti mlflow-ui --watch $$$$ &) \
+		&& $(PY) -m fti spark-connect --wait 180 && ($(PY) -m fti login &) && exec airflow standalone
 
 test: install lint
 	$(PY) -m pytest

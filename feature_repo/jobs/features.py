@@ -20,6 +20,7 @@ import functools
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,10 +28,10 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from fti.ground import files
-from fti.ground.contract import Contract, contract
+from fti.ground.contract import Contract, ContractError, contract
 from fti.ground.dates import iter_days, local_days, local_hours
 from fti.ground.settings import Settings, get_settings
-from fti.ground.spark import build_session
+from fti.ground.spark import build_session, is_unavailable, unavailable
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -241,7 +242,7 @@ def transform_labels(flights: DataFrame, key: Contract | None = None) -> DataFra
 
 
 def staging_root(settings: Settings, days: Sequence[date]) -> Path:
-    """The staging folder of the interval ``days``."""
+    """The staging folder of the interval ``days`` (one subfolder per attempt)."""
     return settings.staging_dir / f"{days[0].isoformat()}_{days[-1].isoformat()}"
 
 
@@ -379,6 +380,49 @@ def transform_problems(key: Contract) -> list[str]:
     return problems
 
 
+def _stage(spark, key: Contract, src: Inputs, root: Path, interval: list[str], tz: str) -> dict:
+    """Compute and write every declared view's partitions; rows written per view."""
+    from pyspark.sql import functions as F
+
+    rows = {}
+    for view in key.views:
+        df = TRANSFORMS[view.name](src)
+        out = df.withColumn("date", _local_date(F.col("event_timestamp"), tz)).where(
+            F.col("date").isin(*interval)
+        )
+        # one file per day: a day's partition is small, and one file makes publishing atomic
+        out.repartition(1).write.mode("overwrite").partitionBy("date").parquet(
+            str(root / view.name)
+        )
+        # the declared columns are checked on the files written, from their footers: asking
+        # Spark for the schema is a round trip to the server for every view
+        columns = _columns_written(root / view.name)
+        declared = [*view.keys, "event_timestamp", *view.feature_names]
+        missing = [c for c in declared if columns is not None and c not in columns]
+        if missing:
+            raise ContractError(
+                f"the transform of feature view {view.name!r} does not produce the declared "
+                f"column(s) {', '.join(missing)}"
+            )
+        rows[view.name] = _rows_written(root / view.name)
+    return rows
+
+
+def _columns_written(folder: Path) -> set[str] | None:
+    """The columns of the parquet files under ``folder`` (None when nothing was written)."""
+    import pyarrow.parquet as pq
+
+    first = next(iter(folder.glob("date=*/*.parquet")), None)
+    return None if first is None else set(pq.read_schema(first).names)
+
+
+def _rows_written(folder: Path) -> int:
+    """Rows of the parquet files under ``folder``, from their footers (no Spark job)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob("date=*/*.parquet"))
+
+
 def run(start: datetime, end: datetime, settings: Settings | None = None, spark=None) -> dict:
     """Compute every declared batch feature view for the interval into its staging folder.
 
@@ -386,10 +430,6 @@ def run(start: datetime, end: datetime, settings: Settings | None = None, spark=
     ``fti.ground.contract.ContractError`` naming each view without a transform (or transform
     without a view) before any work, and each view whose output lacks a declared column.
     """
-    from pyspark.sql import functions as F
-
-    from fti.ground.contract import ContractError
-
     settings = settings or get_settings()
     key = contract(settings)
     problems = transform_problems(key)
@@ -400,32 +440,29 @@ def run(start: datetime, end: datetime, settings: Settings | None = None, spark=
     first, last = days[0], days[-1]
     t0 = time.perf_counter()
     spark = spark or build_session(settings)
+    # a day of flights is ~1,000 rows: one shuffle partition per week of interval (at most the
+    # setting), so a day's joins and windows run as single tasks instead of idle ones
+    spark.conf.set(
+        "spark.sql.shuffle.partitions",
+        str(max(1, min(settings.spark_shuffle_partitions, -(-len(days) // 7)))),
+    )
     t_session = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     interval = [d.isoformat() for d in days]
-    src = Inputs(spark, settings, days)
-    root = staging_root(settings, days)
-    if root.exists():
-        shutil.rmtree(root)
-    outputs = {view.name: (view, TRANSFORMS[view.name](src)) for view in key.views}
-    rows = {}
-    for name, (view, df) in outputs.items():
-        columns = set(df.columns)
-        missing = [
-            c for c in [*view.keys, "event_timestamp", *view.feature_names] if c not in columns
-        ]
-        if missing:
-            raise ContractError(
-                f"the transform of feature view {name!r} does not produce the declared "
-                f"column(s) {', '.join(missing)}"
-            )
-        out = df.withColumn("date", _local_date(F.col("event_timestamp"), tz)).where(
-            F.col("date").isin(*interval)
-        )
-        # one file per day: a day's partition is small, and one file makes publishing atomic
-        out.repartition(1).write.mode("overwrite").partitionBy("date").parquet(str(root / name))
-        rows[name] = spark.read.parquet(str(root / name)).count() if (root / name).exists() else 0
+    # each attempt writes a folder of its own: a retry never writes where an attempt it
+    # replaces (killed with its task, its job perhaps still running on a Spark Connect server)
+    # might still write; earlier attempts of the interval are removed first
+    folder = staging_root(settings, days)
+    if folder.exists():
+        shutil.rmtree(folder)
+    root = folder / uuid.uuid4().hex[:12]
+    try:
+        rows = _stage(spark, key, Inputs(spark, settings, days), root, interval, tz)
+    except Exception as err:
+        if settings.spark_remote and is_unavailable(err):
+            raise unavailable(settings.spark_remote, err) from err
+        raise
     t_compute = time.perf_counter() - t1
     log.info("staged features for %s..%s at %s: %s", first, last, root, rows)
     return {

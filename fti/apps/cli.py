@@ -5,6 +5,7 @@
 - ``demo``: run the feature pipeline over a range of days and print the summary;
 - ``summary``: print what the stores hold now;
 - ``mlflow-ui``: the MLflow UI over the embedded tracking store (``make up`` starts it);
+- ``spark-connect``: the local Spark Connect server every Spark task uses (``make up`` starts it);
 - ``rollback`` / ``live``: restore the previously live model version / print the live history.
 """
 
@@ -19,12 +20,44 @@ from datetime import date
 from fti.ground.settings import get_settings
 
 
-def _env(_: argparse.Namespace) -> int:
+def _env(args: argparse.Namespace) -> int:
     from fti.ground.airflow_env import airflow_env
 
-    for k, v in airflow_env(get_settings()).items():
+    settings = get_settings()
+    env = airflow_env(settings)
+    if args.spark_connect and not settings.spark_remote:
+        from fti.apps import spark_server
+
+        # the tasks are clients of the local server `make up` starts beside Airflow
+        env["FTI_SPARK_REMOTE"] = spark_server.url(settings)
+    for k, v in env.items():
         print(f"export {k}={shlex.quote(v)}")
     return 0
+
+
+def _spark_connect(args: argparse.Namespace) -> int:
+    """Run the local Spark Connect server (until ``--watch PID`` ends), or ``--wait`` for one."""
+    import socket
+    import time
+
+    from fti.apps import spark_server
+
+    settings = get_settings()
+    if args.wait is not None:
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", settings.spark_connect_port)) == 0:
+                    return 0
+            time.sleep(0.5)
+        print(
+            f"no Spark Connect server on port {settings.spark_connect_port} after {args.wait} s "
+            f"(log: {settings.home / 'logs' / 'spark-connect.log'})",
+            file=sys.stderr,
+        )
+        return 1
+    return spark_server.serve(settings, watch=args.watch, host=args.host, to_stdout=args.log_stdout)
 
 
 def _feast_apply(_: argparse.Namespace) -> int:
@@ -183,7 +216,33 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m fti <command>`` (the module docstring lists the commands)."""
     parser = argparse.ArgumentParser(prog="python -m fti")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("env", help="export lines for Airflow").set_defaults(fn=_env)
+    env = sub.add_parser("env", help="export lines for Airflow")
+    env.add_argument(
+        "--spark-connect",
+        action="store_true",
+        help="tasks use the local Spark Connect server (make up starts it)",
+    )
+    env.set_defaults(fn=_env)
+    sc = sub.add_parser("spark-connect", help="the local Spark Connect server for Spark tasks")
+    sc.add_argument("--watch", type=int, default=None, help="stop when this process ends")
+    sc.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (the compose stack's service: 0.0.0.0)",
+    )
+    sc.add_argument(
+        "--log-stdout",
+        action="store_true",
+        help="the server's log on standard output (a container's log)",
+    )
+    sc.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="only wait until the server listens (exit 1 after SECONDS)",
+    )
+    sc.set_defaults(fn=_spark_connect)
     sub.add_parser("feast-apply", help="feast apply the feature repo").set_defaults(fn=_feast_apply)
     lg = sub.add_parser("login", help="print the Airflow UI login once standalone wrote it")
     lg.add_argument("--wait", type=int, default=120)

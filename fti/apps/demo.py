@@ -299,11 +299,45 @@ def curl_example(settings: Settings) -> str:
     return f"curl -s -X POST {settings.service_url}/predict -H 'Content-Type: application/json' -d '{flight}'"
 
 
+@contextlib.contextmanager
+def _warm_spark(settings: Settings):
+    """The demo's Spark: a local Spark Connect server for the run (stopped after it), its tasks
+    the server's clients, as under ``make up``; an already configured server is used as is."""
+    if settings.spark_remote or not settings.spark_master.startswith("local"):
+        yield settings
+        return
+    from fti.apps import spark_server
+
+    print(
+        f"Starting a Spark Connect server for the run (log: {settings.home / 'logs'})", flush=True
+    )
+    with spark_server.running(settings) as url:
+        os.environ["FTI_SPARK_REMOTE"] = url
+        get_settings.cache_clear()
+        try:
+            yield get_settings()
+        finally:
+            os.environ.pop("FTI_SPARK_REMOTE", None)
+            get_settings.cache_clear()
+
+
 def run_demo(first: date, last: date, train: bool = True) -> int:
     """``make demo``: the feature pipeline over ``first..last``, one training run and one
     inference run, each through Airflow, with a summary; serves until Ctrl-C."""
-    settings = get_settings()
     t0 = time.perf_counter()
+    with _warm_spark(get_settings()) as settings:
+        ok = _demo(first, last, train, settings, t0)
+    print(f"\ndemo took {time.perf_counter() - t0:.0f} s")
+    settings = get_settings()
+    if ok and train:
+        return _serve_until_interrupted(settings)
+    # py4j logs its connection shutdown at interpreter exit; nothing there is news
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
+    return 0 if ok else 1
+
+
+def _demo(first: date, last: date, train: bool, settings: Settings, t0: float) -> bool:
+    """The demo's runs; whether all of them succeeded."""
     log = settings.home / "logs" / "demo.log"
     print(f"Running feature_pipeline for {first}..{last} through Airflow (full log: {log})")
     states = run_days(first, last, settings, log=log)
@@ -329,12 +363,7 @@ def run_demo(first: date, last: date, train: bool = True) -> int:
             ok = i["state"] == "success" and bool(i.get("deploy"))
             if not i.get("deploy"):
                 print("  no model is live: the training pipeline promoted none (see its decision)")
-    print(f"\ndemo took {time.perf_counter() - t0:.0f} s")
-    if ok and train:
-        return _serve_until_interrupted(settings)
-    # py4j logs its connection shutdown at interpreter exit; nothing there is news
-    logging.getLogger("py4j").setLevel(logging.CRITICAL)
-    return 0 if ok else 1
+    return ok
 
 
 def _serve_until_interrupted(settings: Settings) -> int:

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     spark_master: str = Field(
         default="local[*]", description="local[*] inside the task, or spark://host:7077 etc."
     )
+    spark_remote: str | None = Field(
+        default=None,
+        description="A Spark Connect server (sc://host:15002): Spark jobs run there and tasks "
+        "are thin clients. `make up` and the demo start a local one and set this; unset, a "
+        "task starts its own session on SPARK_MASTER.",
+    )
+    spark_connect_port: int = Field(
+        default=15002, description="Port of the local Spark Connect server `make up` starts."
+    )
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(
         default=4, description="Small on purpose: a day of flights is ~1,000 rows."
