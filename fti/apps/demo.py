@@ -317,6 +317,9 @@ def _warm_spark(settings: Settings):
         try:
             yield get_settings()
         finally:
+            from fti.ground.spark import stop_remote_session
+
+            stop_remote_session()
             os.environ.pop("FTI_SPARK_REMOTE", None)
             get_settings.cache_clear()
 

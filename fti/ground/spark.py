@@ -94,6 +94,20 @@ def remote_session(settings: Settings) -> SparkSession:
     raise AssertionError("unreachable")
 
 
+def stop_remote_session() -> bool:
+    """Release this process's Spark Connect session, if it has one (before its server stops,
+    so that nothing tries to release it against a server that is gone at interpreter exit)."""
+    if "pyspark.sql.connect.session" not in sys.modules:
+        return False
+    from pyspark.sql.connect.session import SparkSession as RemoteSession
+
+    session = RemoteSession.getActiveSession()
+    if session is None:
+        return False
+    session.stop()
+    return True
+
+
 def is_unavailable(err: BaseException) -> bool:
     """Whether ``err`` says the Spark Connect server cannot be reached (or has lost the
     session), rather than that a query is wrong."""
