@@ -232,6 +232,12 @@ def replay(env: dict, first: date, days: int, mode: str, log, timeout: float) ->
             time.sleep(5)
         wall = time.time() - t0
     finally:
+        # the service the inference runs rolled out outlives Airflow (its own session)
+        run(
+            [PY, "-c", "from serving.rollout.local import stop_local; stop_local()"],
+            env,
+            check=False,
+        )
         for proc in reversed(procs):
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
