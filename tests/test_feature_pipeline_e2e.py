@@ -150,10 +150,18 @@ def test_airflow_dags_test_cli_runs_one_local_day(two_days):
     assert labels["flight_id"].str.startswith("20130103-").all()
 
 
-def _corrupt(kind: str, flights: pd.DataFrame, weather: pd.DataFrame):
-    f, w = flights.copy(), weather.copy()
+def _shift_hours(text: pd.Series, hours: int) -> pd.Series:
+    shifted = pd.to_datetime(text, utc=True) + pd.Timedelta(hours=hours)
+    return shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _corrupt(kind: str, flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame):
+    """Realistic upstream breakage of the real 2013-01-03 (flights, weather, planes)."""
+    f, w, p = flights.copy(), weather.copy(), planes.copy()
     day3 = f.day == 3
+    wday3 = w.day == 3
     idx = f[day3].index[:3]
+    departed = day3 & f.dep_time.notna()
     if kind == "missing column":
         f = f.drop(columns=["distance"])
     elif kind == "wrong type":
@@ -169,17 +177,62 @@ def _corrupt(kind: str, flights: pd.DataFrame, weather: pd.DataFrame):
         f = pd.concat([f, f[day3].head(5)], ignore_index=True)
     elif kind == "no rows":
         f = f[~day3]
-    return f, w
+    # breakage real upstream systems deliver, none of it a schema or range error (issue 13)
+    elif kind == "partial delivery":
+        f = f[~day3 | (f.sched_dep_time < 1200)]
+    elif kind == "distance in km":
+        f.loc[day3, "distance"] = (f.loc[day3, "distance"] * 1.609).round()
+    elif kind == "temperature in Celsius":
+        w.loc[wday3, "temp"] = ((w.loc[wday3, "temp"] - 32) * 5 / 9).round(2)
+    elif kind == "delay filled with 0":
+        f.loc[departed, "dep_delay"] = 0.0
+    elif kind == "station missing":
+        w = w[~(wday3 & (w.origin == "JFK"))]
+    elif kind == "airport missing":
+        f = f[~(day3 & (f.origin == "LGA"))]
+    elif kind == "carrier recoded":
+        f.loc[day3 & (f.carrier == "UA"), "carrier"] = "U2"
+    elif kind == "re-delivered under new keys":
+        again = f[departed].head(40).copy()
+        again["flight"] = again["flight"] + 5000
+        f = pd.concat([f, again], ignore_index=True)
+    elif kind == "shrunken planes table":
+        p = p.sample(frac=0.4, random_state=7)
+    elif kind == "time_hour an hour off":
+        w.loc[wday3, "time_hour"] = _shift_hours(w.loc[wday3, "time_hour"], 1)
+    elif kind == "departures an hour late":
+        late = departed & (f.dep_time < 2300)
+        f.loc[late, "dep_time"] = f.loc[late, "dep_time"] + 100
+    elif kind == "cancelled flights given departure times":
+        cancelled = day3 & f.dep_time.isna()
+        f.loc[cancelled, "dep_time"] = f.loc[cancelled, "sched_dep_time"]
+    elif kind == "delay all null":
+        f.loc[day3, "dep_delay"] = float("nan")
+    return f, w, p
 
 
+#: each corruption and what must name it in the log (the check, or the column it found)
 BAD = {
     "missing column": "distance",
-    "wrong type": "distance",
+    "wrong type": "'distance' arrived as string, which cannot be cast to a number",
     "negative distance": "distance",
     "departure hour 27": "hour",
     "temperature 500 F": "temp",
     "duplicated flight keys": "expect_compound_columns_to_be_unique",
     "no rows": "expect_table_row_count_to_be_between",
+    "partial delivery": "raw.flights.every_hour_delivered",
+    "distance in km": "raw.flights.distance_is_great_circle",
+    "temperature in Celsius": "raw.weather.dew_point_not_above_temperature",
+    "delay filled with 0": "raw.flights.departure_is_schedule_plus_delay",
+    "station missing": "raw.weather.every_station_delivered",
+    "airport missing": "raw.flights.every_origin_delivered",
+    "carrier recoded": "raw.flights.carrier_in_airlines",
+    "re-delivered under new keys": "raw.flights.plane_departs_once_a_minute",
+    "shrunken planes table": "raw.flights.tailnum_in_planes",
+    "time_hour an hour off": "raw.weather.time_hour_is_the_local_hour",
+    "departures an hour late": "raw.flights.departure_is_schedule_plus_delay",
+    "cancelled flights given departure times": "raw.flights.departed_flight_has_a_delay",
+    "delay all null": "column 'dep_delay' arrived all null",
 }
 
 
@@ -194,7 +247,7 @@ def test_bad_raw_day_stops_at_raw_boundary(
     offline_before = digest(published)
     online_before = digest([settings.sqlite_online_path])
     flights, weather, planes = real_tables
-    use_source(write_source(tmp_path / "bad", *_corrupt(kind, flights, weather), planes))
+    use_source(write_source(tmp_path / "bad", *_corrupt(kind, flights, weather, planes)))
     try:
         capfd.readouterr()
         states = run_days(date(2013, 1, 3), date(2013, 1, 3), get_settings())
@@ -203,7 +256,8 @@ def test_bad_raw_day_stops_at_raw_boundary(
         use_source(good_source)
     assert states == [(date(2013, 1, 3), "failed")]
     log = out.out + out.err
-    assert "expectations failed" in log and BAD[kind] in log, log[-3000:]
+    # the table and the day are named, with the check and what it found
+    assert BAD[kind] in log and "raw/" in log and "2013-01-03" in log, log[-3000:]
     # nothing downstream of the raw boundary ran
     dag = load_dag(settings, "feature_pipeline")
     assert dag.task_dict["land"] is not None

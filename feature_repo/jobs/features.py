@@ -386,14 +386,34 @@ def _stage(spark, key: Contract, src: Inputs, root: Path, interval: list[str], t
 
     rows = {}
     for view in key.views:
-        df = TRANSFORMS[view.name](src)
-        out = df.withColumn("date", _local_date(F.col("event_timestamp"), tz)).where(
-            F.col("date").isin(*interval)
-        )
-        # one file per day: a day's partition is small, and one file makes publishing atomic
-        out.repartition(1).write.mode("overwrite").partitionBy("date").parquet(
-            str(root / view.name)
-        )
+        try:
+            df = TRANSFORMS[view.name](src)
+            out = df.withColumn("date", _local_date(F.col("event_timestamp"), tz)).where(
+                F.col("date").isin(*interval)
+            )
+            # one file per day: a day's partition is small, and one file makes publishing atomic
+            out.repartition(1).write.mode("overwrite").partitionBy("date").parquet(
+                str(root / view.name)
+            )
+        except Exception as err:
+            if not type(err).__module__.startswith(("pyspark", "py4j")) or is_unavailable(err):
+                raise
+            # never only a Py4J or gRPC trace: which view, which days, which inputs, what Spark said
+            first_line = next((ln for ln in str(err).splitlines() if ln.strip()), "")
+            raise FeatureJobFailed(
+                f"the Spark job of feature view {view.name!r} failed for {interval[0]}.."
+                f"{interval[-1]} (inputs: raw partitions under {src.settings.raw_dir}): "
+                f"{type(err).__name__}: {first_line[:500]}"
+            ) from err
+        empty = [
+            d for d in interval if not _rows_written(root / view.name / f"date={d}", "*.parquet")
+        ]
+        if empty:
+            raise FeatureJobFailed(
+                f"feature view {view.name!r} has no rows for {', '.join(empty)} after the job's "
+                "filters, although the day's raw partitions passed validation: look at the "
+                f"transform {view.name}() and the rows it keeps"
+            )
         # the declared columns are checked on the files written, from their footers: asking
         # Spark for the schema is a round trip to the server for every view
         columns = _columns_written(root / view.name)
@@ -408,6 +428,10 @@ def _stage(spark, key: Contract, src: Inputs, root: Path, interval: list[str], t
     return rows
 
 
+class FeatureJobFailed(RuntimeError):
+    """The feature job failed on a view; the message names the view, the days and the cause."""
+
+
 def _columns_written(folder: Path) -> set[str] | None:
     """The columns of the parquet files under ``folder`` (None when nothing was written)."""
     import pyarrow.parquet as pq
@@ -416,11 +440,11 @@ def _columns_written(folder: Path) -> set[str] | None:
     return None if first is None else set(pq.read_schema(first).names)
 
 
-def _rows_written(folder: Path) -> int:
+def _rows_written(folder: Path, pattern: str = "date=*/*.parquet") -> int:
     """Rows of the parquet files under ``folder``, from their footers (no Spark job)."""
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob("date=*/*.parquet"))
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob(pattern))
 
 
 def run(start: datetime, end: datetime, settings: Settings | None = None, spark=None) -> dict:
@@ -454,8 +478,10 @@ def run(start: datetime, end: datetime, settings: Settings | None = None, spark=
     # replaces (killed with its task, its job perhaps still running on a Spark Connect server)
     # might still write; earlier attempts of the interval are removed first
     folder = staging_root(settings, days)
-    if folder.exists():
-        shutil.rmtree(folder)
+    # best effort: an attempt killed with its task may have left a Spark job running on the
+    # server that still writes into its own folder, so removing it can race; never fatal
+    for old in folder.glob("*") if folder.exists() else ():
+        shutil.rmtree(old, ignore_errors=True)
     root = folder / uuid.uuid4().hex[:12]
     try:
         rows = _stage(spark, key, Inputs(spark, settings, days), root, interval, tz)

@@ -55,9 +55,13 @@ def _check(reports: list[ValidationReport], boundary: str) -> dict[str, object]:
                 report_page=failed[0].report_page,
             )
         )
+    warned = [f"{r.boundary}: {f.describe()}" for r in reports for f in r.warned]
+    for line in warned:
+        log.warning("validation warning (the day proceeds): %s", line)
     return {
         "boundary": boundary,
         "passed": len(reports),
+        "warned": warned,
         "expectations": sum(r.evaluated for r in reports),
         "reports": str(reports[0].report_page.parents[3])
         if reports and reports[0].report_page
@@ -105,31 +109,79 @@ def land_interval(start: datetime, end: datetime, settings: Settings | None = No
 def validate_raw(
     start: datetime, end: datetime, run_id: str = "manual", settings: Settings | None = None
 ) -> dict:
-    """Validate every landed raw partition of the interval; raise naming each failure."""
-    import pandas as pd
+    """Validate every landed raw partition of the interval; raise naming each failure.
 
-    from feature_repo.suites import raw
-    from fti.ground.validation import validate_frame
+    Each partition is first read as the job will read it (``raw.read_partition``: a file or a
+    column it cannot read stops here, named), then checked by its suite, the reference tables
+    and the domain rules (``raw.checks``); a check configured to warn is logged and reported,
+    and the day proceeds.
+    """
+    from feature_repo.suites import history, raw
+    from fti.ground.validation import validate_frame, with_severity
 
     settings = settings or get_settings()
     check_contract(settings)
-    reports = []
+    warn, halt = settings.validation_patterns
+    airlines = source.reference_table(settings, "airlines.csv")
+    airports = source.reference_table(settings, "airports.csv")
+    reports, notes, profiles = [], [], []
     for day in local_days(start, end, settings.timezone):
+        frames = {}
         for table in source.DAILY_TABLES:
-            suite = raw.SUITES[table]
             path = files.day_partition(settings.raw_dir, table, day)
             if not path.exists():
                 raise FileNotFoundError(f"raw/{table} for {day} was not landed: {path}")
+            frames[table] = raw.read_partition(path, table, day)
+        refs = raw.references(airlines, airports, frames.get("planes"))
+        for table, df in frames.items():
+            derived = raw.derive(table, df, refs, settings.timezone)
+            checks = raw.applicable(raw.checks(table, day, settings.timezone, refs), derived)
             reports.append(
                 validate_frame(
-                    pd.read_parquet(path),
+                    derived,
                     boundary=f"raw/{table} {day}",
-                    expectations=suite(day, settings.timezone),
+                    expectations=with_severity(checks, warn, halt),
                     report_dir=report_dir(settings, "raw", table, day.isoformat(), run_id),
                     raise_on_failure=False,
                 )
             )
+            # the day against its own recent history (feature_repo/suites/history.py)
+            today = history.profile(table, df)
+            profiles.append((history.profile_path(settings.raw_dir, table, day), today))
+            window = history.reference(settings.raw_dir, table, day, settings.history_days)
+            if len(window) < settings.history_min_days:
+                notes.append(
+                    f"raw/{table} {day}: {len(window)} days of history (fewer than "
+                    f"{settings.history_min_days}): static checks only"
+                )
+                continue
+            rows = history.comparisons(
+                table,
+                day,
+                today,
+                window,
+                k=settings.history_k,
+                min_band=settings.history_min_band,
+                dark_min=settings.history_dark_min,
+            )
+            reports.append(
+                validate_frame(
+                    history.frame(rows),
+                    boundary=f"raw/{table} {day} against history",
+                    expectations=with_severity(history.expectations(table), warn, halt),
+                    report_dir=report_dir(
+                        settings, "raw", f"{table}-history", day.isoformat(), run_id
+                    ),
+                    raise_on_failure=False,
+                )
+            )
+    for note in notes:
+        log.info("%s", note)
     result = _check(reports, "raw")
+    # only a day that passed becomes history
+    for path, value in profiles:
+        files.write_json(path, value)
+    result["history"] = notes
     log.info("raw validation passed: %s", result)
     return result
 

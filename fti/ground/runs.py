@@ -67,7 +67,7 @@ def requested_day(params: Mapping | None, name: str) -> date | None:
 
 def fail_fast(fn: F) -> F:
     """Run ``fn``; a failed data check fails the task at once, without retries (retrying
-    cannot fix the data): ``ValidationFailed`` and ``ContractError`` become Airflow's
+    cannot fix the data): ``ValidationFailed``, ``BadInput`` and ``ContractError`` become Airflow's
     ``AirflowFailException`` with the same message."""
 
     @functools.wraps(fn)
@@ -75,11 +75,11 @@ def fail_fast(fn: F) -> F:
         from airflow.sdk.exceptions import AirflowFailException
 
         from fti.ground.contract import ContractError
-        from fti.ground.validation import ValidationFailed
+        from fti.ground.validation import BadInput, ValidationFailed
 
         try:
             return fn(*args, **kwargs)
-        except (ValidationFailed, ContractError) as err:
+        except (ValidationFailed, BadInput, ContractError) as err:
             raise AirflowFailException(str(err)) from err
 
     return wrapper  # type: ignore[return-value]

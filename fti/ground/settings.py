@@ -169,6 +169,44 @@ class Settings(BaseSettings):
         "they cross any threshold by construction.",
     )
 
+    # --- validation ----------------------------------------------------------------------
+    validation_warn: str = Field(
+        default="",
+        description="Comma-separated check names or patterns (fnmatch: raw.flights.*, "
+        "expect_column_values_to_be_between(temp)) that warn instead of halting: the day "
+        "proceeds, the warning is in the log and the report.",
+    )
+    history_days: int = Field(
+        default=28,
+        ge=1,
+        description="Raw days are compared with the profiles of this many days before.",
+    )
+    history_min_days: int = Field(
+        default=7,
+        ge=1,
+        description="With fewer reference days than this, a day gets the static checks only.",
+    )
+    history_k: float = Field(
+        default=6.0,
+        gt=0,
+        description="Band half-width in robust standard deviations (1.4826 x MAD) of the window.",
+    )
+    history_min_band: float = Field(
+        default=0.25,
+        ge=0,
+        description="The band is at least this share of the window's median (counts, means).",
+    )
+    history_dark_min: int = Field(
+        default=20,
+        ge=1,
+        description="A slice with at least this median of rows a day that has none halts.",
+    )
+    validation_halt: str = Field(
+        default="",
+        description="Comma-separated check names or patterns that halt even where the suite "
+        "makes them warn (wins over VALIDATION_WARN).",
+    )
+
     # --- the platform page in the Airflow UI (plugins/fti_platform.py) -------------------------
     feature_freshness_hours: float = Field(
         default=25.0,
@@ -204,6 +242,15 @@ class Settings(BaseSettings):
     )
     first_day: date = date(2013, 1, 1)
     last_day: date = date(2013, 12, 31)
+
+    @property
+    def validation_patterns(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(warn, halt) check-name patterns of VALIDATION_WARN and VALIDATION_HALT."""
+
+        def split(text: str) -> tuple[str, ...]:
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+
+        return split(self.validation_warn), split(self.validation_halt)
 
     # --- derived locations ------------------------------------------------------------------
     @property

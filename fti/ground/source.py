@@ -74,3 +74,15 @@ def reference_column(settings: Settings, name: str, column: str) -> pd.Series:
         if path.exists():
             return pd.read_csv(path, usecols=[column], dtype=str, keep_default_na=False)[column]
     raise FileNotFoundError(f"{name} not found in {source_dir(settings)}")
+
+
+def reference_table(settings: Settings, name: str) -> pd.DataFrame:
+    """A whole reference table (``airlines.csv``, ``airports.csv``) as text columns, from the
+    configured source folder, else the installed package's."""
+    import pandas as pd
+
+    for folder in (source_dir(settings), package_data_dir()):
+        path = folder / name
+        if path.exists():
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+    raise FileNotFoundError(f"{name} not found in {source_dir(settings)}")

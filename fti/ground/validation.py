@@ -8,6 +8,7 @@ per-run folder, and raises
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import math
@@ -20,6 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+class BadInput(ValueError):
+    """Data a pipeline cannot use as delivered (unreadable, a column without a usable type);
+    retrying cannot fix it, so a task fails at once (``fti.ground.runs.fail_fast``)."""
 
 
 class ValidationFailed(RuntimeError):
@@ -42,11 +48,18 @@ class FailedExpectation:
     examples: list[Any]
     observed: Any = None
     error: str | None = None
+    #: the check's name (``meta["check"]``, else the expectation type and column) and its rule
+    check: str = ""
+    description: str | None = None
+    #: ``halt`` (nothing published, nothing downstream) or ``warn`` (the day proceeds)
+    severity: str = "halt"
 
     def describe(self) -> str:
-        """The failure as one line: the expectation, its arguments and what was found."""
-        args = ", ".join(f"{k}={_show(v)}" for k, v in self.kwargs.items())
-        what = f"{self.expectation}({args})"
+        """The failure as one line: its severity, the check, the expectation, its arguments
+        and what was found."""
+        args = ", ".join(f"{k}={_show(v)}" for k, v in self.kwargs.items() if v is not None)
+        rule = f" ({self.description})" if self.description else ""
+        what = f"[{self.severity}] {self.check}{rule}: {self.expectation}({args})"
         if self.error:
             return f"{what}: could not be evaluated: {self.error}"
         if self.unexpected_count is not None:
@@ -70,15 +83,32 @@ class ValidationReport:
     failed: list[FailedExpectation] = field(default_factory=list)
     report_page: Path | None = None
 
+    @property
+    def halted(self) -> list[FailedExpectation]:
+        """The failures that stop the data (severity ``halt``)."""
+        return [f for f in self.failed if f.severity == "halt"]
+
+    @property
+    def warned(self) -> list[FailedExpectation]:
+        """The failures that only warn (severity ``warn``)."""
+        return [f for f in self.failed if f.severity == "warn"]
+
     def describe(self) -> str:
         """Every failure, one per line, under a line that counts them."""
-        head = (
-            f"{self.boundary}: {len(self.failed)} of {self.evaluated} expectations failed "
-            f"on {self.rows} rows"
-            if not self.success
-            else f"{self.boundary}: all {self.evaluated} expectations passed on {self.rows} rows"
-        )
-        lines = [head, *(f"  - {f.describe()}" for f in self.failed)]
+        if self.halted:
+            head = (
+                f"{self.boundary}: {len(self.halted)} of {self.evaluated} expectations failed "
+                f"on {self.rows} rows"
+            )
+        elif self.warned:
+            head = (
+                f"{self.boundary}: {len(self.warned)} of {self.evaluated} expectations warned "
+                f"on {self.rows} rows (none halts)"
+            )
+        else:
+            head = f"{self.boundary}: all {self.evaluated} expectations passed on {self.rows} rows"
+        order = [*self.halted, *self.warned]
+        lines = [head, *(f"  - {f.describe()}" for f in order)]
         if self.report_page:
             lines.append(f"  report: {self.report_page}")
         return "\n".join(lines)
@@ -90,7 +120,8 @@ class ValidationReport:
             "success": self.success,
             "evaluated": self.evaluated,
             "rows": self.rows,
-            "failed": [f.describe() for f in self.failed],
+            "failed": [f.describe() for f in self.halted],
+            "warned": [f.describe() for f in self.warned],
             "report": str(self.report_page) if self.report_page else None,
         }
 
@@ -110,6 +141,7 @@ def _jsonable(value: Any) -> Any:
 
 
 _lock = threading.Lock()
+_WARN = ("warning", "FailureSeverity.WARNING", "info", "FailureSeverity.INFO")
 
 
 @functools.cache
@@ -124,6 +156,40 @@ def _context():
     return context
 
 
+def check_name(expectation: Any) -> str:
+    """An expectation's check name: ``meta["check"]`` where the suite names it, else its
+    type and column (``expect_column_values_to_not_be_null(carrier)``)."""
+    meta = getattr(expectation, "meta", None) or {}
+    if meta.get("check"):
+        return str(meta["check"])
+    column = getattr(expectation, "column", None)
+    kind = getattr(expectation, "expectation_type", type(expectation).__name__)
+    return f"{kind}({column})" if column else kind
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def with_severity(
+    expectations: Sequence[Any], warn: Sequence[str] = (), halt: Sequence[str] = ()
+) -> list[Any]:
+    """``expectations`` with their severity set by configuration: a check whose name matches
+    a ``warn`` pattern warns, one matching a ``halt`` pattern halts (``halt`` wins); the rest
+    keep the suite's default (GX's ``severity``: critical halts, warning warns)."""
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    out = []
+    for e in expectations:
+        name = check_name(e)
+        if _matches(name, halt):
+            e = e.copy(update={"severity": FailureSeverity.CRITICAL})
+        elif _matches(name, warn):
+            e = e.copy(update={"severity": FailureSeverity.WARNING})
+        out.append(e)
+    return out
+
+
 def validate_frame(
     df: pd.DataFrame,
     *,
@@ -136,7 +202,8 @@ def validate_frame(
 
     ``boundary`` names the data in messages (e.g. ``raw/flights 2013-01-05``). With
     ``report_dir``, the validation's Data Docs page (``report.html``, rendered by GX's own
-    renderer) and a JSON summary (``result.json``) are written there.
+    renderer) and a JSON summary (``result.json``) are written there. A failed expectation of
+    severity ``warning`` is reported but does not fail the validation.
     """
     import great_expectations as gx
 
@@ -150,7 +217,13 @@ def validate_frame(
             .add_dataframe_asset(name=name)
             .add_batch_definition_whole_dataframe(name="partition")
         )
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
+        # copies: GX binds an expectation to the suite it is added to, and a caller may
+        # validate several frames with the same expectations
+        suite = context.suites.add(
+            gx.ExpectationSuite(
+                name=name, expectations=[e.copy(update={"id": None}) for e in expectations]
+            )
+        )
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
@@ -160,7 +233,7 @@ def validate_frame(
             validation = definition.run(
                 batch_parameters={"dataframe": df}, result_format={"result_format": "BOOLEAN_ONLY"}
             )
-            if not validation.success:
+            if not all(r.success for r in validation.results):
                 validation = definition.run(
                     batch_parameters={"dataframe": df},
                     result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10},
@@ -184,6 +257,8 @@ def validate_frame(
         elif r.exception_info and r.exception_info.get("raised_exception"):
             error = str(r.exception_info.get("exception_message")).splitlines()[0]
         observed = _jsonable(res.get("observed_value"))
+        check = (cfg.meta or {}).get("check") or (f"{cfg.type}({column})" if column else cfg.type)
+        severity = "warn" if str(getattr(cfg, "severity", "critical")) in _WARN else "halt"
         if cfg.type == "expect_table_columns_to_match_set" and isinstance(observed, list):
             missing = sorted(set(kwargs.get("column_set") or []) - set(observed))
             observed = {"missing columns": missing} if missing else observed
@@ -197,6 +272,9 @@ def validate_frame(
                 examples=[_jsonable(v) for v in res.get("partial_unexpected_list") or []],
                 observed=observed,
                 error=error,
+                check=check,
+                description=getattr(cfg, "description", None),
+                severity=severity,
             )
         )
     report_page = None
@@ -212,7 +290,7 @@ def validate_frame(
         report_page.write_text(DefaultJinjaPageView().render(page))
     report = ValidationReport(
         boundary=boundary,
-        success=bool(validation.success),
+        success=not any(f.severity == "halt" for f in failed),
         evaluated=len(validation.results),
         rows=len(df),
         failed=failed,

@@ -139,6 +139,36 @@ def test_displayed_values_are_escaped(client, token, tmp_path, env):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text and "&lt;b&gt;flights" in r.text
 
 
+def test_a_day_that_passed_with_warnings_shows_them(client, token, tmp_path, env):
+    run = tmp_path / "home" / "reports" / "validation" / "raw" / "weather" / "2013-07-04" / "r1"
+    run.mkdir(parents=True)
+    warning = (
+        "[warn] raw.weather.humidity_follows_temperature_and_dew_point: "
+        "expect_column_values_to_be_null(column=rule_x): 5 of 72 rows"
+    )
+    (run / "result.json").write_text(
+        json.dumps(
+            {
+                "boundary": "raw/weather 2013-07-04",
+                "success": True,
+                "evaluated": 30,
+                "rows": 72,
+                "failed": [],
+                "warned": [warning],
+            }
+        )
+    )
+    env(FTI_HOME=str(tmp_path / "home"))
+    r = client.get("/fti/", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    row = _row(r.text, 'data-boundary="raw" data-table="weather"')
+    assert 'class="result warned">passed with warnings' in row
+    assert [_text(li) for li in re.findall(r"<li>.*?</li>", row, re.S)] == [warning]
+    data = _status(client, token)["sections"]["validations"]["data"]
+    raw = next(b for b in data["boundaries"] if b["boundary"] == "raw")
+    assert raw["results"][0]["warned"] == [warning]
+
+
 # ------------------------------------------------------------------ values equal the stores
 
 

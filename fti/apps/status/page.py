@@ -27,9 +27,9 @@ TEMPLATE = """<!doctype html>
  td.num { text-align: right; font-variant-numeric: tabular-nums; }
  .ok, .fresh, .success, .ready, .promoted { background: #dafbe1; }
  .bad, .stale, .failed, .not-ready, .drifted, .rejected { background: #ffd8d3; }
- .running, .queued, .up_for_retry { background: #fff4c5; }
+ .running, .queued, .up_for_retry, .warned { background: #fff4c5; }
  .unavailable { background: #ffd8d3; padding: 4px 8px; border-left: 4px solid #cf222e; }
- ul.failed { margin: 2px 0; padding-left: 18px; background: none; }
+ ul.failed, ul.warned { margin: 2px 0; padding-left: 18px; background: none; }
  section { border-top: 1px solid #d0d7de; }
  .champion { font-weight: 600; }
  .columns { display: flex; gap: 32px; align-items: flex-start; flex-wrap: wrap; }
@@ -82,8 +82,8 @@ TEMPLATE = """<!doctype html>
 {% if not b.results %}<tr data-boundary="{{ b.boundary }}"><td>{{ b.boundary }}</td><td colspan="5">no validation yet</td></tr>{% endif %}
 {% for r in b.results %}<tr data-boundary="{{ b.boundary }}" data-table="{{ r.name }}">
 <td>{{ b.boundary }}</td><td>{{ r.name }}</td><td>{{ r.day }}</td>
-<td class="result {{ 'success' if r.success else 'failed' }}">{{ "passed" if r.success else "failed" }} ({{ r.evaluated }} expectations, {{ r.rows }} rows)</td>
-<td>{% if r.failed %}<ul class="failed">{% for f in r.failed %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}</td>
+<td class="result {{ ('warned' if r.warned else 'success') if r.success else 'failed' }}">{{ ("passed with warnings" if r.warned else "passed") if r.success else "failed" }} ({{ r.evaluated }} expectations, {{ r.rows }} rows)</td>
+<td>{% if r.failed %}<ul class="failed">{% for f in r.failed %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}{% if r.warned %}<ul class="warned">{% for f in r.warned %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}</td>
 <td>{% if r.report %}<a href="reports/{{ r.report }}">report</a>{% endif %}</td></tr>
 {% endfor %}{% endfor %}</table>{% endif %}
 </section>

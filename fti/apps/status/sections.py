@@ -282,6 +282,7 @@ def validations(settings: Settings) -> dict[str, Any]:
                     "evaluated": data.get("evaluated"),
                     "rows": data.get("rows"),
                     "failed": list(data.get("failed") or []),
+                    "warned": list(data.get("warned") or []),
                     "report": report.relative_to(settings.reports_dir).as_posix()
                     if report.is_file()
                     else None,
