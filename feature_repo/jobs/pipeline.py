@@ -39,9 +39,24 @@ def report_dir(settings: Settings, boundary: str, name: str, day: str, run_id: s
     return settings.reports_dir / "validation" / boundary / name / day / _safe(run_id)
 
 
-def _check(reports: list[ValidationReport], boundary: str) -> dict[str, object]:
+def _check(
+    reports: list[ValidationReport], boundary: str, settings: Settings | None = None
+) -> dict[str, object]:
+    from fti.ground.notify import notify
+
+    settings = settings or get_settings()
     failed = [r for r in reports if not r.success]
     if failed:
+        notify(
+            "halted",
+            f"{boundary}: {', '.join(r.boundary for r in failed)} halted; nothing is published",
+            {
+                "boundary": boundary,
+                "halted": [f"{r.boundary}: {f.describe()}" for r in failed for f in r.halted],
+                "reports": [str(r.report_page) for r in failed if r.report_page],
+            },
+            settings,
+        )
         # one error naming every failure, so a bad day is diagnosed in one read of the log
         for r in failed[1:]:
             failed[0].failed.extend(r.failed)
@@ -58,6 +73,13 @@ def _check(reports: list[ValidationReport], boundary: str) -> dict[str, object]:
     warned = [f"{r.boundary}: {f.describe()}" for r in reports for f in r.warned]
     for line in warned:
         log.warning("validation warning (the day proceeds): %s", line)
+    if warned:
+        notify(
+            "warned",
+            f"{boundary}: {len(warned)} warning(s), the day proceeds",
+            {"boundary": boundary, "warned": warned},
+            settings,
+        )
     return {
         "boundary": boundary,
         "passed": len(reports),
@@ -177,7 +199,7 @@ def validate_raw(
             )
     for note in notes:
         log.info("%s", note)
-    result = _check(reports, "raw")
+    result = _check(reports, "raw", settings)
     # only a day that passed becomes history
     for path, value in profiles:
         files.write_json(path, value)
@@ -231,7 +253,7 @@ def validate_features(
                     raise_on_failure=False,
                 )
             )
-    result = _check(reports, "features")
+    result = _check(reports, "features", settings)
     log.info("feature validation passed: %s", result)
     return result
 

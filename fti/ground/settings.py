@@ -201,6 +201,11 @@ class Settings(BaseSettings):
         ge=1,
         description="A slice with at least this median of rows a day that has none halts.",
     )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="A halted or warned day is posted here as JSON (a Slack/Teams-style "
+        "incoming webhook); a secret, never logged.",
+    )
     validation_halt: str = Field(
         default="",
         description="Comma-separated check names or patterns that halt even where the suite "

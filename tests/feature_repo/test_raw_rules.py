@@ -327,3 +327,94 @@ def test_severity_patterns_come_from_the_environment(monkeypatch):
         ("raw.weather.*", "raw.flights.tailnum_in_planes"),
         ("raw.weather.humidity_*",),
     )
+
+
+# ------------------------------------------------------------------ alerting
+
+
+@pytest.fixture
+def webhook():
+    """A local HTTP server that records the JSON posted to it (the first answer a 500 when
+    asked, to see the retry)."""
+    import http.server
+    import threading
+
+    got: list[dict] = []
+    state = {"fail_first": False}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if state.pop("fail_first", False):
+                self.send_response(500)
+                self.end_headers()
+                return
+            got.append({"path": self.path, "json": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0KEN-s3cret"
+    yield url, got, state
+    server.shutdown()
+
+
+def test_a_halted_and_a_warned_day_call_the_webhook_and_never_log_its_url(
+    tmp_path, webhook, caplog
+):
+    url, got, state = webhook
+    settings = _settings(tmp_path, alert_webhook_url=url)
+    day = date(2013, 1, 5)
+    frames = _day_frames(settings, day)
+    start, end = _interval(day)
+    path = files.day_partition(settings.raw_dir, "weather", day)
+    w = frames["weather"].copy()
+    w.loc[w.origin == "JFK", "dewp"] = w.loc[w.origin == "JFK", "temp"] + 5
+    files.write_table(pa.Table.from_pandas(w, preserve_index=False), path)
+
+    state["fail_first"] = True  # the webhook's first answer is a 500: retried
+    with caplog.at_level("WARNING"), pytest.raises(ValidationFailed):
+        pipeline.validate_raw(start, end, "t", settings)
+    (halted,) = got
+    assert halted["path"] == "/hooks/T0KEN-s3cret"
+    assert halted["json"]["event"] == "halted"
+    assert "raw/weather 2013-01-05" in halted["json"]["summary"]
+    assert any("dew_point_not_above_temperature" in h for h in halted["json"]["details"]["halted"])
+
+    # configured to warn, the same day proceeds and the webhook hears a warning
+    warn = _settings(tmp_path, alert_webhook_url=url, validation_warn="raw.weather.dew_point_*")
+    with caplog.at_level("WARNING"):
+        pipeline.validate_raw(start, end, "t", warn)
+    assert [g["json"]["event"] for g in got] == ["halted", "warned"]
+    assert "fti alert (warned)" in caplog.text and "fti alert (halted)" in caplog.text
+    assert "T0KEN-s3cret" not in caplog.text
+
+
+def test_a_webhook_that_does_not_answer_never_fails_the_task(tmp_path, caplog):
+    from fti.ground.notify import notify
+
+    with socket_port() as port:
+        settings = _settings(tmp_path, alert_webhook_url=f"http://127.0.0.1:{port}/x-s3cret")
+    with caplog.at_level("WARNING"):
+        assert notify("warned", "raw: 1 warning", {}, settings) is False
+    assert "the webhook did not take it (ConnectError)" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def socket_port():
+    """A port nothing listens on (bound, then released)."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def free():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        yield port
+
+    return free()
