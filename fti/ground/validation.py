@@ -156,6 +156,15 @@ def _context():
     return context
 
 
+@functools.cache
+def _page_view():
+    """One Data Docs page view per process: its Jinja environment caches the parsed templates
+    (a new view per page parses them all again)."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return DefaultJinjaPageView()
+
+
 def check_name(expectation: Any) -> str:
     """An expectation's check name: ``meta["check"]`` where the suite names it, else its
     type and column (``expect_column_values_to_not_be_null(carrier)``)."""
@@ -282,12 +291,11 @@ def validate_frame(
         # A Data Docs *site* rebuilt from an ephemeral context deletes the pages of earlier
         # runs, and each site copies ~4 MB of static assets: one rendered page per run instead.
         from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
 
         report_dir.mkdir(parents=True, exist_ok=True)
         report_page = report_dir / "report.html"
         page = ValidationResultsPageRenderer().render(validation)
-        report_page.write_text(DefaultJinjaPageView().render(page))
+        report_page.write_text(_page_view().render(page))
     report = ValidationReport(
         boundary=boundary,
         success=not any(f.severity == "halt" for f in failed),
