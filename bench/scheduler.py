@@ -149,21 +149,26 @@ def _ts(text: str | None) -> float | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def start_connect(env: dict, log) -> subprocess.Popen:
+    """``python -m fti spark-connect`` for ``env``'s state directory, once it listens."""
+    full = {**env, "PATH": f"{Path(PY).parent}{os.pathsep}{env['PATH']}"}
+    proc = subprocess.Popen(
+        [PY, "-m", "fti", "spark-connect"],
+        env={k: v for k, v in full.items() if k != "FTI_SPARK_REMOTE"},
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    run([PY, "-m", "fti", "spark-connect", "--wait", "180"], env)
+    return proc
+
+
 def replay(env: dict, first: date, days: int, mode: str, log, timeout: float) -> dict:
     procs = []
     full = {**env, "PATH": f"{Path(PY).parent}{os.pathsep}{env['PATH']}"}
     if mode == "connect":
-        procs.append(
-            subprocess.Popen(
-                [PY, "-m", "fti", "spark-connect"],
-                env={k: v for k, v in full.items() if k != "FTI_SPARK_REMOTE"},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        run([PY, "-m", "fti", "spark-connect", "--wait", "180"], env)
+        procs.append(start_connect(env, log))
     procs.append(
         subprocess.Popen(
             [PY, "-m", "airflow", "standalone"],
@@ -544,16 +549,7 @@ def spark_overhead(base: Path, day: date, repeats: int, log) -> dict:
         env = mode_env(home, mode)
         server = None
         if mode == "connect":
-            full = {**env, "PATH": f"{Path(PY).parent}{os.pathsep}{env['PATH']}"}
-            server = subprocess.Popen(
-                [PY, "-m", "fti", "spark-connect"],
-                env={k: v for k, v in full.items() if k != "FTI_SPARK_REMOTE"},
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            run([PY, "-m", "fti", "spark-connect", "--wait", "180"], env)
+            server = start_connect(env, log)
             # the server has served days before the measured task (as under the scheduler)
             run([PY, "-c", OVERHEAD_CODE, day.isoformat()], env, log=log)
         try:

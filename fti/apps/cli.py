@@ -114,16 +114,6 @@ def mlflow_ui_command(settings) -> list[str] | None:
     ]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _mlflow_ui(args: argparse.Namespace) -> int:
     """Run the MLflow UI; with ``--watch PID``, stop it (its whole process group) when PID ends.
 
@@ -134,6 +124,8 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     import signal
     import subprocess
     import time
+
+    from fti.apps.processes import alive
 
     settings = get_settings()
     cmd = mlflow_ui_command(settings)
@@ -153,7 +145,7 @@ def _mlflow_ui(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop)
     try:
-        while proc.poll() is None and _alive(args.watch):
+        while proc.poll() is None and alive(args.watch):
             time.sleep(1)
     finally:
         if proc.poll() is None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from fti.apps.processes import alive
 from fti.ground.settings import Settings
 from fti.ground.spark import connect_server_command, spark_home
 
@@ -111,15 +112,6 @@ def serve(
 ) -> int:
     """Run the server until interrupted, or until process ``watch`` ends (``make up``); the
     compose stack's spark-connect service runs it on ``0.0.0.0``."""
-
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
     proc = start(settings, host=host, to_stdout=to_stdout)
     print(
