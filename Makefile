@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1su
 AIRFLOW_ENV = eval "$$($(PY) -m fti env)" && export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 DAYS ?= 2013-01-01..2013-01-31
 
-.PHONY: help install init demo up test lint clean bench rollback \
+.PHONY: help install init demo up test lint clean bench rollback redeliver \
 	stack-env stack-wheels stack-base stack-build stack-up stack-down stack-test stack-bench
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make lint    ruff (rules, docstrings, format) and the import contracts of the layers"
 	@echo "make up      Airflow (standalone) with the project's DAGs on http://localhost:8080, MLflow UI on :5000"
 	@echo "make rollback  restore the previously live model version of the local service"
+	@echo "make redeliver DAY=D  run a quarantined day again once its source is corrected"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md by hand)"
 	@echo "make clean   remove all local state (.fti/)"
 	@echo "make stack-env    write .env with generated secrets for docker-compose.yml (kept if present)"
@@ -63,6 +64,11 @@ lint: install
 
 rollback: install
 	@$(PY) -m fti rollback
+
+# a quarantined day, run again once its source is corrected (docs/validation.md)
+redeliver: install
+	@test -n "$(DAY)" || { echo "usage: make redeliver DAY=YYYY-MM-DD"; exit 2; }
+	@$(AIRFLOW_ENV) && $(PY) -m fti redeliver --day $(DAY)
 
 bench: install
 	$(PY) bench/feature_pipeline.py

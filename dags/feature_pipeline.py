@@ -12,7 +12,10 @@ Replays NYC flights 2013 one local day per run, in three tasks:
   training and inference pipelines run on it and work on that day.
 
 A failed check fails its task at once and nothing downstream runs: no partition is published,
-no value materialized, no asset event. Each check's HTML report is kept under
+no value materialized, no asset event. The day is quarantined (its raw partitions moved to
+`quarantine/<table>/date=<day>/<run>/` with its reports) and the runs of the days after it
+wait in **land** (up for reschedule, its log says why) until
+`python -m fti redeliver --day <day>` has run the corrected day through. Each check's HTML report is kept under
 `.fti/reports/validation/<boundary>/<table>/<day>/<run_id>/report.html`. A Spark server that
 does not answer fails `compute_features` naming it, and Airflow retries.
 
@@ -52,13 +55,19 @@ def feature_pipeline():
     """The feature pipeline: one local day of 2013 per run (the module docstring says more)."""
 
     @task
-    def land(data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+    def land(data_interval_start=None, data_interval_end=None, run_id=None, dag_run=None) -> dict:
         """Land the day's raw flights, weather and planes and check them (Great Expectations:
-        schema, types, ranges, nulls, keys); a day that fails goes no further."""
+        schema, types, ranges, nulls, keys, reference tables, domain rules, the day against
+        its history); a day that halts is quarantined and goes no further, and the days after
+        it wait here (rescheduled) until it is re-delivered."""
         from feature_repo.jobs import pipeline
-        from fti.ground.runs import fail_fast
+        from feature_repo.jobs.quarantine import DayWaits
+        from fti.ground.runs import fail_fast, wait_or_fail
 
-        landed = pipeline.land_interval(data_interval_start, data_interval_end)
+        try:
+            landed = pipeline.land_interval(data_interval_start, data_interval_end)
+        except DayWaits as err:
+            raise wait_or_fail(err, dag_run.conf, SETTINGS.quarantine_poll_s) from err
         checked = fail_fast(pipeline.validate_raw)(data_interval_start, data_interval_end, run_id)
         return {"landed": {t: len(p) for t, p in landed.items()}, "raw": checked}
 

@@ -198,7 +198,9 @@ def score_day(
     contract. Returns the file, its row count, the model version, the prediction instant, the
     mean probability, the predicted-delay share and the validation report's location.
     """
-    from fti.ground.validation import validate_frame
+    from fti.ground import history
+    from fti.ground.notify import notify
+    from fti.ground.validation import ValidationFailed, validate_frame
 
     settings = settings or get_settings()
     day = as_day(day)
@@ -248,9 +250,37 @@ def score_day(
         expectations=expectations(len(flights), start, end, ts_columns),
         report_dir=validation_report_dir(settings, day, run_id),
     )
+    # the day's predictions against the recent days' (volume per origin, null shares, the
+    # mean probability and inputs): a dark origin halts, the rest warns (fti.ground.history)
+    profile = {"predictions": history.profile(df, slices=("origin",))}
+    against, notes = history.validate_day(
+        settings,
+        "predictions",
+        day,
+        profile,
+        validation_report_dir(settings, day, run_id).parent / f"{_safe(run_id)}-history",
+    )
+    for note in notes:
+        log.info("%s", note)
+    if against is not None and not against.success:
+        notify(
+            "halted",
+            f"predictions {day}: halted against history",
+            {"halted": against.describe()},
+            settings,
+        )
+        raise ValidationFailed(against)
+    warned = [f.describe() for f in (against.warned if against is not None else [])]
+    for line in warned:
+        log.warning("validation warning (the day proceeds): predictions %s: %s", day, line)
+    if warned:
+        notify(
+            "warned", f"predictions {day}: {len(warned)} warning(s)", {"warned": warned}, settings
+        )
     path = predictions_path(settings, day)
     # replaced by a rename: readers see the old file or the new one, never half
     files.write_frame(df, path)
+    history.keep(settings, "predictions", day, profile)
     result = {
         "day": day.isoformat(),
         "path": str(path),
@@ -260,6 +290,8 @@ def score_day(
         "mean_probability": round(float(df["probability"].mean()), 6),
         "predicted_delayed_share": round(float(df["predicted_class"].mean()), 6),
         "validation_report": str(report.report_page) if report.report_page else None,
+        "warned": warned,
+        "history": notes,
     }
     log.info(
         "scored %s flights of %s with model %s: %s", len(df), day, result["model_version"], path

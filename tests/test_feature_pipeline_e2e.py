@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,10 +19,12 @@ import pandas as pd
 import pytest
 from helpers import DAYS, run, use_source, write_source
 
+from feature_repo.jobs import quarantine
 from fti.ground import featurestore
 from fti.ground.contract import contract
 from fti.ground.files import day_partition
 from fti.ground.settings import get_settings
+from fti.ground.source import DAILY_TABLES
 
 pytestmark = pytest.mark.slow
 
@@ -270,3 +273,11 @@ def test_bad_raw_day_stops_at_raw_boundary(
     assert all(tis[t] == "upstream_failed" for t in ("compute_features", "publish"))
     assert digest(published) == offline_before
     assert digest([settings.sqlite_online_path]) == online_before
+    # the day is quarantined: its raw partitions left raw/ for quarantine/, with its reports
+    held = quarantine.open_days(settings)
+    assert list(held) == [date(2013, 1, 3)] and BAD[kind] in held[date(2013, 1, 3)].reason
+    for table in DAILY_TABLES:
+        assert not day_partition(settings.raw_dir, table, date(2013, 1, 3)).exists()
+        assert list(held[date(2013, 1, 3)].folders[0].parent.glob("*/part-0.parquet"))
+    # the next case lands the day afresh (what a re-delivery does; tests/test_quarantine.py)
+    shutil.rmtree(quarantine.root(settings))

@@ -71,6 +71,7 @@ def build_training_set(
         / _safe(run_id)
     )
     dataset.validate(df, cutoff_end, report_dir)
+    against = _against_previous(df, cutoff, report_dir, settings)
     df["split"] = dataset.time_split(
         df,
         cutoff,
@@ -90,7 +91,49 @@ def build_training_set(
         "data_interval": f"{first.isoformat()}..{cutoff.isoformat()}",
         "through": cutoff.isoformat(),
         "feature_service": contract(settings).feature_service,
+        "against_previous": against,
     }
+
+
+def _against_previous(df, cutoff: date, report_dir, settings: Settings) -> dict:
+    """The training set against the previous training set's profile (null shares, the mean
+    of every feature and of the label, rows per day); raises ``ValidationFailed`` on a check
+    that halts, logs the warnings; keeps this set's profile once it passes."""
+    from fti.ground import history
+    from fti.ground.notify import notify
+    from fti.ground.validation import ValidationFailed
+
+    name = contract(settings).feature_service
+    profile = history.profile(df)
+    days = max(int(df["sched_dep_ts"].dt.tz_convert(settings.timezone).dt.date.nunique()), 1)
+    # a training set holds every day so far: its volume is compared per day
+    profile["rows"] = round(len(df) / days)
+    report, notes = history.validate_day(
+        settings,
+        "training_set",
+        cutoff,
+        {name: profile},
+        report_dir.with_name(f"{report_dir.name}-history"),
+        min_days=1,
+        latest_only=True,
+    )
+    for note in notes:
+        log.info("%s (no previous training set)", note)
+    if report is not None and not report.success:
+        notify("halted", f"training set {cutoff}: halted", {"halted": report.describe()}, settings)
+        raise ValidationFailed(report)
+    warned = [f.describe() for f in (report.warned if report is not None else [])]
+    for line in warned:
+        log.warning("training set against the previous one (training proceeds): %s", line)
+    if warned:
+        notify(
+            "warned",
+            f"training set {cutoff}: {len(warned)} warning(s)",
+            {"warned": warned},
+            settings,
+        )
+    history.keep(settings, "training_set", cutoff, {name: profile})
+    return {"warned": warned, "history": notes}
 
 
 def model_dir(settings: Settings, run_id: str) -> Path:

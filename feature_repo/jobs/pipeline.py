@@ -3,7 +3,8 @@
 Each step takes the data interval and returns something small (paths, counts): the DAG's tasks
 are thin adapters over these, and ``bench/`` and the tests call them directly too.
 Order: land -> validate_raw -> compute -> validate_features -> publish -> apply -> materialize.
-Nothing reaches the offline or online store before both validations pass.
+Nothing reaches the offline or online store before both validations pass. A day that halts is
+quarantined and the days after it wait for its re-delivery (``feature_repo.jobs.quarantine``).
 
 Which views are computed, validated, published and materialized is the feature contract
 (``fti.ground.contract``): every declared batch view, each with the transform and the suite
@@ -19,13 +20,13 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from feature_repo.jobs import features, land
+from feature_repo.jobs import features, land, quarantine
 from fti.ground import files, source
 from fti.ground.contract import ContractError, contract
 from fti.ground.dates import local_days
 from fti.ground.runs import step
 from fti.ground.settings import Settings, get_settings
-from fti.ground.validation import ValidationFailed, ValidationReport
+from fti.ground.validation import BadInput, ValidationFailed, ValidationReport
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,30 @@ def check_contract(settings: Settings | None = None) -> None:
 
 @step
 def land_interval(start: datetime, end: datetime, settings: Settings | None = None) -> dict:
-    """Land the interval's raw tables (``feature_repo.jobs.land``)."""
-    return land.land(start, end, settings or get_settings())
+    """Land the interval's raw tables (``feature_repo.jobs.land``); raise
+    ``quarantine.DayWaits`` first when an earlier day is quarantined and not re-delivered."""
+    settings = settings or get_settings()
+    quarantine.check_not_waiting(settings, local_days(start, end, settings.timezone)[0])
+    return land.land(start, end, settings)
+
+
+def _quarantine_failed(
+    settings: Settings, run_id: str, boundary: str, by_day: dict, error: str | None = None
+) -> None:
+    """Quarantine every day of ``by_day`` (day -> its reports) with a failed report."""
+    for day, reports in by_day.items():
+        failed = [r for r in reports if not r.success]
+        if failed or error:
+            quarantine.quarantine(
+                settings,
+                day,
+                run_id,
+                boundary,
+                [error]
+                if error
+                else [f"{r.boundary}: {f.describe()}" for r in failed for f in r.halted],
+                [r.report_page.parent for r in failed if r.report_page],
+            )
 
 
 @step
@@ -138,7 +161,8 @@ def validate_raw(
     and the domain rules (``raw.checks``); a check configured to warn is logged and reported,
     and the day proceeds.
     """
-    from feature_repo.suites import history, raw
+    from feature_repo.suites import raw
+    from fti.ground import history
     from fti.ground.validation import validate_frame, with_severity
 
     settings = settings or get_settings()
@@ -147,13 +171,19 @@ def validate_raw(
     airlines = source.reference_table(settings, "airlines.csv")
     airports = source.reference_table(settings, "airports.csv")
     reports, notes, profiles = [], [], []
+    by_day: dict = {}
     for day in local_days(start, end, settings.timezone):
         frames = {}
         for table in source.DAILY_TABLES:
             path = files.day_partition(settings.raw_dir, table, day)
             if not path.exists():
                 raise FileNotFoundError(f"raw/{table} for {day} was not landed: {path}")
-            frames[table] = raw.read_partition(path, table, day)
+            try:
+                frames[table] = raw.read_partition(path, table, day)
+            except BadInput as err:
+                _quarantine_failed(settings, run_id, "raw", {day: []}, error=str(err))
+                raise
+        first = len(reports)
         refs = raw.references(airlines, airports, frames.get("planes"))
         for table, df in frames.items():
             derived = raw.derive(table, df, refs, settings.timezone)
@@ -168,7 +198,7 @@ def validate_raw(
                 )
             )
             # the day against its own recent history (feature_repo/suites/history.py)
-            today = history.profile(table, df)
+            today = raw.profile(table, df)
             profiles.append((history.profile_path(settings.raw_dir, table, day), today))
             window = history.reference(settings.raw_dir, table, day, settings.history_days)
             if len(window) < settings.history_min_days:
@@ -197,12 +227,17 @@ def validate_raw(
                     raise_on_failure=False,
                 )
             )
+        by_day[day] = reports[first:]
     for note in notes:
         log.info("%s", note)
+    if not all(r.success for r in reports):
+        _quarantine_failed(settings, run_id, "raw", by_day)
     result = _check(reports, "raw", settings)
-    # only a day that passed becomes history
+    # only a day that passed becomes history, and a re-delivered day leaves quarantine
     for path, value in profiles:
         files.write_json(path, value)
+    for day in by_day:
+        quarantine.release(settings, day, run_id)
     result["history"] = notes
     log.info("raw validation passed: %s", result)
     return result
@@ -233,15 +268,18 @@ def validate_features(
     import pandas as pd
 
     from feature_repo.suites import features as suites
+    from fti.ground import history
     from fti.ground.validation import validate_frame
 
     settings = settings or get_settings()
     check_contract(settings)
     root = Path(staging)
     reports = []
+    by_day: dict = {d: [] for d in local_days(start, end, settings.timezone)}
+    profiles: dict = {d: {} for d in by_day}
     for view in contract(settings).view_names:
         suite = suites.SUITES[view]
-        for day in local_days(start, end, settings.timezone):
+        for day in by_day:
             f = _staged_file(root, view, day.isoformat())
             df = pd.read_parquet(f) if f else pd.DataFrame({"event_timestamp": []})
             reports.append(
@@ -253,7 +291,30 @@ def validate_features(
                     raise_on_failure=False,
                 )
             )
+            by_day[day].append(reports[-1])
+            profiles[day][view] = history.profile(df)
+    # each view's day against its own recent history: rows, null shares, means (one validation)
+    notes = []
+    for day, views in profiles.items():
+        report, lacking = history.validate_day(
+            settings,
+            "features",
+            day,
+            views,
+            report_dir(settings, "features", "history", day.isoformat(), run_id),
+        )
+        notes += lacking
+        if report is not None:
+            reports.append(report)
+            by_day[day].append(report)
+    for note in notes:
+        log.info("%s", note)
+    if not all(r.success for r in reports):
+        _quarantine_failed(settings, run_id, "features", by_day)
     result = _check(reports, "features", settings)
+    for day, views in profiles.items():
+        history.keep(settings, "features", day, views)
+    result["history"] = notes
     log.info("feature validation passed: %s", result)
     return result
 

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import great_expectations.expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from fti.ground import history
 from fti.ground.validation import BadInput
 
 if TYPE_CHECKING:
@@ -585,3 +586,24 @@ def applicable(expectations: list, df: pd.DataFrame) -> list:
         for e in expectations
         if not str(getattr(e, "column", "") or "").startswith(derived) or e.column in df.columns
     ]
+
+
+# --- each raw day against its history (fti.ground.history) ------------------------------------
+#: the slices whose coverage a raw day's profile keeps, per table
+HISTORY_SLICES = {"flights": ("carrier", "origin"), "weather": ("origin",)}
+#: numeric columns whose mean a raw day's profile keeps (not keys or calendar fields)
+HISTORY_MEANS = {
+    "flights": ("dep_delay", "arr_delay", "air_time", "distance"),
+    "weather": ("temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib"),
+}
+
+
+def profile(table: str, df: pd.DataFrame) -> dict[str, Any]:
+    """The raw day's profile of ``table``: rows, carrier/origin/station coverage, null shares,
+    the means of :data:`HISTORY_MEANS`."""
+    return history.profile(
+        df,
+        HISTORY_SLICES.get(table, ()),
+        HISTORY_MEANS.get(table, ()),
+        skip_prefixes=("rule_", "station_hours"),
+    )

@@ -6,7 +6,9 @@
 - ``summary``: print what the stores hold now;
 - ``mlflow-ui``: the MLflow UI over the embedded tracking store (``make up`` starts it);
 - ``spark-connect``: the local Spark Connect server every Spark task uses (``make up`` starts it);
-- ``rollback`` / ``live``: restore the previously live model version / print the live history.
+- ``rollback`` / ``live``: restore the previously live model version / print the live history;
+- ``redeliver``: run a quarantined day again once its source is corrected;
+- ``quarantine``: list the quarantined days and the days waiting on them.
 """
 
 from __future__ import annotations
@@ -204,6 +206,56 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redeliver(args: argparse.Namespace) -> int:
+    """Run a quarantined day again (the feature DAG, in process) once its source is fixed."""
+    from feature_repo.jobs import quarantine
+    from fti.apps.demo import run_days
+
+    settings = get_settings()
+    day = date.fromisoformat(args.day)
+    held = quarantine.open_days(settings)
+    if day not in held:
+        print(
+            f"{day} is not quarantined; nothing to re-deliver (quarantined days: "
+            f"{', '.join(map(str, held)) or 'none'})",
+            file=sys.stderr,
+        )
+        return 2
+    earlier = quarantine.waiting(settings, day)
+    if earlier:
+        print(
+            f"{day} waits for the earlier quarantined day {earlier[0].day}: re-deliver that "
+            "one first",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"re-delivering {held[day].describe()}", flush=True)
+    states = run_days(day, day, settings)
+    if states != [(day, "success")]:
+        again = quarantine.open_days(settings).get(day)
+        where = f": {again.describe()}, in {again.folders[0].parent}" if again else ""
+        print(f"{day} did not pass again{where}", file=sys.stderr)
+        return 1
+    print(
+        f"{day} re-delivered: validated, published and materialized; its quarantine is "
+        f"released and the days that waited for it go on (a waiting scheduled run retries "
+        f"every {settings.quarantine_poll_s:.0f} s)"
+    )
+    return 0
+
+
+def _quarantine(_: argparse.Namespace) -> int:
+    from feature_repo.jobs import quarantine
+
+    found = quarantine.entries(get_settings())
+    for q in found:
+        state = "released" if q.released else "OPEN"
+        print(f"{state:8} {q.describe()}  [{q.folders[0].parent}]")
+    if not found:
+        print("no day has been quarantined")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m fti <command>`` (the module docstring lists the commands)."""
     parser = argparse.ArgumentParser(prog="python -m fti")
@@ -248,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("live", help="which model version was live from when to when").set_defaults(
         fn=_live
     )
+    rd = sub.add_parser("redeliver", help="run a quarantined day again once its source is fixed")
+    rd.add_argument("--day", required=True, help="the quarantined local day, YYYY-MM-DD")
+    rd.set_defaults(fn=_redeliver)
+    sub.add_parser("quarantine", help="list the quarantined days").set_defaults(fn=_quarantine)
     demo_days = "2013-01-01..2013-01-31"
     d = sub.add_parser("demo", help="run the feature pipeline over DAYS and print a summary")
     d.add_argument("--days", default=demo_days, help="FIRST..LAST (default: %(default)s)")

@@ -94,8 +94,11 @@ def run_days(
         with _output_to(log):
             # the logical date a scheduled run of that day has: once the DAG is unpaused, the
             # scheduler sees these days as done and carries on with the next one
+            # in process nothing else can re-deliver a quarantined day: a day that must wait
+            # fails, naming the day it waits for ({"wait": false}; fti.ground.runs.wait_or_fail)
             dr = dag.test(
-                logical_date=pendulum.datetime(d.year, d.month, d.day, tz=settings.timezone)
+                logical_date=pendulum.datetime(d.year, d.month, d.day, tz=settings.timezone),
+                run_conf={"wait": False},
             )
         _fix_start_date(dr)
         state = str(dr.state)

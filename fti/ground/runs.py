@@ -85,6 +85,21 @@ def fail_fast(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def wait_or_fail(err: Exception, conf: Mapping | None, poll_s: float) -> Exception:
+    """What a task raises for a day that must wait (``err`` says why, and is logged): under
+    the scheduler, a reschedule in ``poll_s`` seconds (the task frees its worker and comes
+    back); in a run whose conf says ``{"wait": false}`` (the in-process runner,
+    ``fti.apps.demo.run_days``, which cannot wait for itself), a failure with the message."""
+    from datetime import UTC, timedelta
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+
+    log.warning("%s", err)
+    if conf is not None and conf.get("wait") is False:
+        return AirflowFailException(str(err))
+    return AirflowRescheduleException(datetime.now(UTC) + timedelta(seconds=poll_s))
+
+
 #: the log line each step starts with (``bench/scheduler.py`` reads it from the task logs:
 #: what a task paid before it, process start, DAG parse and imports, ends there)
 STEP_STARTS = "fti step %s starts"

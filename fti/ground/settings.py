@@ -211,6 +211,12 @@ class Settings(BaseSettings):
         description="Comma-separated check names or patterns that halt even where the suite "
         "makes them warn (wins over VALIDATION_WARN).",
     )
+    quarantine_poll_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A feature day waiting for a quarantined earlier day is retried this "
+        "often under the scheduler (its first task is rescheduled, holding no worker).",
+    )
 
     # --- the platform page in the Airflow UI (plugins/fti_platform.py) -------------------------
     feature_freshness_hours: float = Field(

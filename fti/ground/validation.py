@@ -287,6 +287,7 @@ def validate_frame(
             )
         )
     report_page = None
+    listed = findings(failed, df)
     if report_dir is not None:
         # A Data Docs *site* rebuilt from an ephemeral context deletes the pages of earlier
         # runs, and each site copies ~4 MB of static assets: one rendered page per run instead.
@@ -295,7 +296,7 @@ def validate_frame(
         report_dir.mkdir(parents=True, exist_ok=True)
         report_page = report_dir / "report.html"
         page = ValidationResultsPageRenderer().render(validation)
-        report_page.write_text(_page_view().render(page))
+        report_page.write_text(_with_findings(_page_view().render(page), boundary, listed))
     report = ValidationReport(
         boundary=boundary,
         success=not any(f.severity == "halt" for f in failed),
@@ -305,7 +306,98 @@ def validate_frame(
         report_page=report_page,
     )
     if report_dir is not None:
-        (report_dir / "result.json").write_text(json.dumps(report.to_dict(), indent=2))
+        (report_dir / "result.json").write_text(
+            json.dumps({**report.to_dict(), "findings": listed}, indent=2, default=str)
+        )
     if raise_on_failure and not report.success:
         raise ValidationFailed(report)
     return report
+
+
+#: the columns of a comparison frame (``fti.ground.history.frame``): one metric a row, with the
+#: band it was held to and the reference days the band came from
+BAND_COLUMNS = ("metric", "observed", "low", "high", "reference")
+
+
+def findings(failed: Sequence[FailedExpectation], df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each failed or warned check as ``{check, severity, observed, expected, reference}``.
+
+    On a comparison frame (the day against its history), one entry per metric outside its
+    band: the observed value, the band, and the reference days it came from. Otherwise the
+    check's own finding (its observed value, or how many rows broke it and examples) next to
+    what it expects (its arguments).
+    """
+    out: list[dict[str, Any]] = []
+    banded = all(c in df.columns for c in BAND_COLUMNS)
+    for f in failed:
+        if banded and f.column in df.columns:
+            for _, row in df[df[f.column].notna()].iterrows():
+                high = row["high"]
+                hi = "" if high is None or (isinstance(high, float) and math.isnan(high)) else high
+                table = row["table"] if "table" in df.columns and row["table"] else ""
+                out.append(
+                    {
+                        "check": f.check,
+                        "severity": f.severity,
+                        "metric": f"{table}: {row['metric']}" if table else row["metric"],
+                        "observed": _number(row["observed"]),
+                        "expected": f"{_number(max(row['low'], 0))}..{_number(hi)}",
+                        "median": _number(row.get("median")),
+                        "reference": row["reference"],
+                    }
+                )
+            continue
+        if f.error:
+            observed = f.error
+        elif f.unexpected_count is not None:
+            observed = f"{f.unexpected_count} of {f.element_count} rows, e.g. {f.examples[:5]}"
+        else:
+            observed = _show(f.observed)
+        expected = ", ".join(
+            f"{k}={_show(v)}" for k, v in f.kwargs.items() if v is not None and k != "column"
+        )
+        out.append(
+            {
+                "check": f.check,
+                "severity": f.severity,
+                "metric": f.column or "",
+                "observed": observed,
+                "expected": f.description or expected or f.expectation,
+                "median": "",
+                "reference": expected if f.description else "the suite's rule",
+            }
+        )
+    return out
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _with_findings(page: str, boundary: str, listed: list[dict[str, Any]]) -> str:
+    """The Data Docs page with a table of the failed and warned checks at its top: what each
+    observed next to the band it expected and the days that band came from (GX's own page
+    lists the results, not the band nor where it came from)."""
+    import html
+
+    if not listed:
+        return page
+    cells = ("check", "severity", "metric", "observed", "expected", "median", "reference")
+    head = "".join(f"<th>{c}</th>" for c in cells)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in cells) + "</tr>"
+        for row in listed
+    )
+    section = (
+        '<section id="fti-findings" class="container-fluid" style="padding:1em">'
+        f"<h3>{html.escape(boundary)}: failed and warned checks</h3>"
+        '<table class="table table-sm table-bordered">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
+    )
+    at = page.find("<body")
+    if at < 0:
+        return section + page
+    close = page.find(">", at) + 1
+    return page[:close] + section + page[close:]

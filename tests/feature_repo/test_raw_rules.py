@@ -241,7 +241,7 @@ def _validated_days(settings, first: date, last: date) -> list[dict]:
 
 
 def test_days_without_enough_history_say_so_then_get_bands(home):
-    from feature_repo.suites import history
+    from fti.ground import history
 
     results = _validated_days(home, date(2013, 1, 1), date(2013, 1, 9))
     # the first seven days: static checks only, and said
@@ -279,9 +279,15 @@ def test_a_carrier_going_dark_halts_and_a_thin_day_warns(home):
     assert "raw.flights.history.slice_went_dark" in text and "carrier EV went dark" in text
     assert "median" in text and "over 8 days 2013-01-01..2013-01-08" in text
     # a halted day does not become history
-    from feature_repo.suites import history
+    from fti.ground import history
 
     assert not history.profile_path(home.raw_dir, "flights", day).exists()
+
+    # and is quarantined: its partitions left raw/ until a corrected delivery lands again
+    from feature_repo.jobs import quarantine
+
+    assert list(quarantine.open_days(home)) == [day] and not path.exists()
+    _landed(home, day, day)
 
     # a thin day (every carrier and hour still there, a third of the volume): warns, proceeds
     groups = f.groupby(["carrier", "origin", "hour"])
@@ -291,10 +297,11 @@ def test_a_carrier_going_dark_halts_and_a_thin_day_warns(home):
     warned = "\n".join(result["warned"])
     assert "raw.flights.history.within_band" in warned and "rows = " in warned
     assert history.profile_path(home.raw_dir, "flights", day).exists()
+    assert quarantine.open_days(home) == {}  # the passing delivery released the day
 
 
 def test_volumes_are_compared_with_the_same_weekday():
-    from feature_repo.suites import history
+    from fti.ground import history
 
     def prof(rows):
         return {"rows": rows, "slices": {}, "null_share": {}, "mean": {}}
@@ -385,7 +392,10 @@ def test_a_halted_and_a_warned_day_call_the_webhook_and_never_log_its_url(
     assert "raw/weather 2013-01-05" in halted["json"]["summary"]
     assert any("dew_point_not_above_temperature" in h for h in halted["json"]["details"]["halted"])
 
-    # configured to warn, the same day proceeds and the webhook hears a warning
+    # configured to warn, the same delivery (landed again: the halt quarantined it) proceeds
+    # and the webhook hears a warning
+    _day_frames(settings, day)
+    files.write_table(pa.Table.from_pandas(w, preserve_index=False), path)
     warn = _settings(tmp_path, alert_webhook_url=url, validation_warn="raw.weather.dew_point_*")
     with caplog.at_level("WARNING"):
         pipeline.validate_raw(start, end, "t", warn)

@@ -4,6 +4,8 @@ champion's probabilities validated, one file per day replaced atomically."""
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -141,3 +143,36 @@ def test_no_champion_is_a_clear_error(champion, tmp_path):
 
 def test_latest_feature_day_is_the_last_published(champion):
     assert batch.latest_feature_day(champion.settings) == DAYS[-1]
+
+
+def test_predictions_are_checked_against_their_recent_days(champion, monkeypatch):
+    from fti.ground import history
+
+    s = champion.settings
+    first = batch.score_day(NEXT_DAY, "h0", s)
+    folder = history.root(s, "predictions")
+    kept = history.profile_path(folder, "predictions", NEXT_DAY)
+    assert kept.is_file() and json.loads(kept.read_text())["rows"] == first["rows"]
+    # seven days before it that looked like it: the day is compared, and passes
+    earlier = [NEXT_DAY - timedelta(days=k) for k in range(1, 8)]
+    try:
+        for d in earlier:
+            shutil.copy(
+                kept, history.profile_path(folder, "predictions", d).parent / f"date={d}.json"
+            )
+        again = batch.score_day(NEXT_DAY, "h1", s)
+        assert again["history"] == [] and again["warned"] == []
+        published = _sha256(Path(again["path"]))
+        # an origin airport missing from the day's schedule halts, naming it; nothing published
+        scheduled = batch.scheduled_flights
+        monkeypatch.setattr(
+            batch,
+            "scheduled_flights",
+            lambda day, settings=None: scheduled(day, settings).query("origin != 'LGA'"),
+        )
+        with pytest.raises(ValidationFailed, match="origin LGA went dark"):
+            batch.score_day(NEXT_DAY, "h2", s)
+        assert _sha256(Path(again["path"])) == published
+    finally:
+        for d in earlier:
+            history.profile_path(folder, "predictions", d).unlink(missing_ok=True)
