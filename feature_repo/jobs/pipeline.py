@@ -170,7 +170,7 @@ def validate_raw(
     warn, halt = settings.validation_patterns
     airlines = source.reference_table(settings, "airlines.csv")
     airports = source.reference_table(settings, "airports.csv")
-    reports, notes, profiles = [], [], []
+    reports, notes, profiles = [], [], {}
     by_day: dict = {}
     for day in local_days(start, end, settings.timezone):
         frames = {}
@@ -184,6 +184,7 @@ def validate_raw(
                 _quarantine_failed(settings, run_id, "raw", {day: []}, error=str(err))
                 raise
         first = len(reports)
+        todays: dict = {}
         refs = raw.references(airlines, airports, frames.get("planes"))
         for table, df in frames.items():
             derived = raw.derive(table, df, refs, settings.timezone)
@@ -197,36 +198,21 @@ def validate_raw(
                     raise_on_failure=False,
                 )
             )
-            # the day against its own recent history (feature_repo/suites/history.py)
-            today = raw.profile(table, df)
-            profiles.append((history.profile_path(settings.raw_dir, table, day), today))
-            window = history.reference(settings.raw_dir, table, day, settings.history_days)
-            if len(window) < settings.history_min_days:
-                notes.append(
-                    f"raw/{table} {day}: {len(window)} days of history (fewer than "
-                    f"{settings.history_min_days}): static checks only"
-                )
-                continue
-            rows = history.comparisons(
-                table,
-                day,
-                today,
-                window,
-                k=settings.history_k,
-                min_band=settings.history_min_band,
-                dark_min=settings.history_dark_min,
-            )
-            reports.append(
-                validate_frame(
-                    history.frame(rows),
-                    boundary=f"raw/{table} {day} against history",
-                    expectations=with_severity(history.expectations(table), warn, halt),
-                    report_dir=report_dir(
-                        settings, "raw", f"{table}-history", day.isoformat(), run_id
-                    ),
-                    raise_on_failure=False,
-                )
-            )
+            todays[table] = raw.profile(table, df)
+        # the day's tables against their own recent history, in one validation whose checks
+        # keep each table's name (fti.ground.history)
+        against, lacking = history.validate_day(
+            settings,
+            "raw",
+            day,
+            todays,
+            report_dir(settings, "raw", "history", day.isoformat(), run_id),
+            per_table=True,
+        )
+        notes += lacking
+        if against is not None:
+            reports.append(against)
+        profiles[day] = todays
         by_day[day] = reports[first:]
     for note in notes:
         log.info("%s", note)
@@ -234,8 +220,8 @@ def validate_raw(
         _quarantine_failed(settings, run_id, "raw", by_day)
     result = _check(reports, "raw", settings)
     # only a day that passed becomes history, and a re-delivered day leaves quarantine
-    for path, value in profiles:
-        files.write_json(path, value)
+    for day, todays in profiles.items():
+        history.keep(settings, "raw", day, todays)
     for day in by_day:
         quarantine.release(settings, day, run_id)
     result["history"] = notes

@@ -263,6 +263,7 @@ def validate_day(
     *,
     min_days: int | None = None,
     latest_only: bool = False,
+    per_table: bool = False,
 ) -> tuple[ValidationReport | None, list[str]]:
     """Compare each table's profile of ``day`` with its reference window, all of them in one
     validation (``boundary`` names its checks: ``features.history.within_band``).
@@ -270,13 +271,15 @@ def validate_day(
     The window is the ``history_days`` days before ``day`` (``latest_only``: the latest
     profile before it, however old); a table with fewer than ``min_days`` (default
     ``history_min_days``) reference days is left to the static checks, and a note says so.
+    With ``per_table``, each table keeps checks of its own name
+    (``raw.flights.history.within_band``, evaluated on that table's rows of the one frame).
     Returns the report (None when no table could be compared) and the notes.
     """
     from fti.ground.validation import validate_frame, with_severity
 
     folder = root(settings, boundary)
     need = settings.history_min_days if min_days is None else min_days
-    rows, notes = [], []
+    rows, notes, compared = [], [], []
     for table, today in profiles.items():
         if latest_only:
             window = previous(folder, table, day)
@@ -298,13 +301,22 @@ def validate_day(
             dark_min=settings.history_dark_min,
             prefix="",
         )
+        compared.append(table)
     if not rows:
         return None, notes
     warn, halt = settings.validation_patterns
+    if per_table:
+        checks = [
+            e.copy(update={"row_condition": f'table=="{t}"', "condition_parser": "pandas"})
+            for t in compared
+            for e in expectations(t, boundary)
+        ]
+    else:
+        checks = expectations("", boundary)
     report = validate_frame(
         frame(rows),
         boundary=f"{boundary} {day} against history",
-        expectations=with_severity(expectations("", boundary), warn, halt),
+        expectations=with_severity(checks, warn, halt),
         report_dir=report_dir,
         raise_on_failure=False,
     )

@@ -257,7 +257,9 @@ def validate_frame(
         if r.success:
             continue
         cfg = r.expectation_config
-        kwargs = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)}
+        # a row condition only selects the rows a check reads (one table of a frame of several)
+        hidden = ("batch_id", "row_condition", "condition_parser")
+        kwargs = {k: v for k, v in cfg.kwargs.items() if k not in hidden}
         res = r.result or {}
         error = None
         column = kwargs.get("column")

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import date
 
 import pytest
 from helpers import ROOT, free_port, http
@@ -167,6 +168,27 @@ def test_a_day_that_passed_with_warnings_shows_them(client, token, tmp_path, env
     data = _status(client, token)["sections"]["validations"]["data"]
     raw = next(b for b in data["boundaries"] if b["boundary"] == "raw")
     assert raw["results"][0]["warned"] == [warning]
+
+
+def test_a_quarantined_day_shows_and_says_how_to_redeliver_it(client, token, tmp_path, env):
+    from feature_repo.jobs import quarantine
+    from fti.ground.settings import Settings
+
+    home = Settings(home=tmp_path / "home")
+    quarantine.quarantine(
+        home, date(2013, 2, 8), "scheduled__2013-02-08", "raw", ["[halt] raw.flights.x: 3 rows"], []
+    )
+    env(FTI_HOME=str(tmp_path / "home"))
+    r = client.get("/fti/", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    (line,) = [
+        _text(m) for m in re.findall(r'<div [^>]*data-quarantined="2013-02-08".*?</div>', r.text)
+    ]
+    assert "raw.flights.x" in line and "make redeliver DAY=2013-02-08" in line
+    data = _status(client, token)["sections"]["validations"]["data"]
+    assert [q["day"] for q in data["quarantined"]] == ["2013-02-08"]
+    quarantine.release(home, date(2013, 2, 8), "redeliver")
+    assert _status(client, token)["sections"]["validations"]["data"]["quarantined"] == []
 
 
 # ------------------------------------------------------------------ values equal the stores

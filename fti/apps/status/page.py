@@ -85,7 +85,8 @@ TEMPLATE = """<!doctype html>
 <td class="result {{ ('warned' if r.warned else 'success') if r.success else 'failed' }}">{{ ("passed with warnings" if r.warned else "passed") if r.success else "failed" }} ({{ r.evaluated }} expectations, {{ r.rows }} rows)</td>
 <td>{% if r.failed %}<ul class="failed">{% for f in r.failed %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}{% if r.warned %}<ul class="warned">{% for f in r.warned %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}</td>
 <td>{% if r.report %}<a href="reports/{{ r.report }}">report</a>{% endif %}</td></tr>
-{% endfor %}{% endfor %}</table>{% endif %}
+{% endfor %}{% endfor %}</table>
+{% for q in s.data.quarantined %}<div class="failed" data-quarantined="{{ q.day }}">quarantined: {{ q.day }} ({{ q.boundary }}, run {{ q.run }}): {{ q.reason }}; the days after it wait until it is re-delivered: <code>{{ q.redeliver }}</code></div>{% endfor %}{% endif %}
 </section>
 
 <section id="models"><h2>Models</h2>

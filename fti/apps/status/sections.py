@@ -295,7 +295,19 @@ def validations(settings: Settings) -> dict[str, Any]:
                 "results": results,
             }
         )
-    return {"boundaries": out}
+    from feature_repo.jobs import quarantine
+
+    held = [
+        {
+            "day": q.day.isoformat(),
+            "run": q.run_id,
+            "boundary": q.boundary,
+            "reason": q.reason.splitlines()[0] if q.reason else "",
+            "redeliver": f"make redeliver DAY={q.day.isoformat()}",
+        }
+        for q in quarantine.open_days(settings).values()
+    ]
+    return {"boundaries": out, "quarantined": held}
 
 
 # ------------------------------------------------------------------ models (MLflow) and live
