@@ -55,15 +55,21 @@ def _find_model_dir(root: Path) -> Path:
     return found[0].parent
 
 
-def stage_champion(settings: Settings | None = None, dest: Path | None = None) -> Path:
-    """Download the registry's champion into ``dest`` (default
+def stage_champion(
+    settings: Settings | None = None, dest: Path | None = None, version: str | None = None
+) -> Path:
+    """Download the registry's champion (or registered ``version``) into ``dest`` (default
     ``serving_dir/models/<name>-v<version>``, reused when already there) with its version
     recorded beside it; returns the model directory. Raises :class:`NoModel` without a
-    champion."""
+    champion, ``LookupError`` for a version that is not registered."""
     from training import registry
 
     settings = settings or get_settings()
-    champion = registry.champion(settings)
+    champion = (
+        registry.model_version(version, settings)
+        if version is not None
+        else registry.champion(settings)
+    )
     if champion is None:
         raise NoModel(
             f"no champion for model {settings.model_name!r} in the registry "

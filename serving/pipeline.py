@@ -59,6 +59,18 @@ def deploy(settings: Settings | None = None) -> dict:
 
 
 @step
+def deploy_version(version: str, settings: Settings | None = None) -> dict:
+    """Make registered model ``version`` the live service (``python -m fti deploy VERSION``):
+    switched inside the running service, or the service started with it. The registry's
+    champion alias is not moved: it stays what the next scheduled deploy serves."""
+    from serving import model as served
+    from serving import rollout
+
+    settings = settings or get_settings()
+    model_dir = served.stage_champion(settings, version=str(version))
+    return rollout.rollout(model_dir, str(version), settings)
+
+
 def score_next_day(
     run_id: str = "manual", settings: Settings | None = None, day: date | None = None
 ) -> dict:

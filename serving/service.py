@@ -6,7 +6,9 @@ online features of ``flight_delay_v1`` for all of them in one batched call
 per flight, the delay probability, the predicted class, the model version and the age of the
 oldest feature used. ``GET /healthz`` says the process is alive, ``GET /readyz`` that the model
 is loaded and the online store answers (503 with the reason otherwise), ``GET /metrics`` is
-Prometheus, ``GET /docs.json`` the OpenAPI schema.
+Prometheus, ``GET /docs.json`` the OpenAPI schema. ``/admin/model`` (:mod:`serving.admin`,
+token-authenticated) switches the model inside the running process: a request is answered
+wholly by the model it started on.
 
 Bad input is a 4xx naming the field (pydantic validation against the data set's own airline
 and airport tables and its date range); an unreachable online store is a 503 within about a
@@ -42,7 +44,7 @@ from pydantic import (  # noqa: E402
 
 from fti.ground import compat  # noqa: E402
 from fti.ground.settings import Settings, get_settings  # noqa: E402
-from serving import features  # noqa: E402
+from serving import admin, features  # noqa: E402
 from serving import model as served  # noqa: E402
 
 compat.cancel_bentoml_request_timers()
@@ -50,6 +52,8 @@ compat.cancel_bentoml_request_timers()
 log = logging.getLogger(__name__)
 
 SETTINGS = get_settings()
+#: the running service (one worker per process), for the admin middleware
+_SERVICE: FlightDelayService | None = None
 
 
 # --- reference data: what the data set knows ------------------------------------------------
@@ -439,6 +443,37 @@ class FlightDelayService:
         # full collections stay short under load
         gc.collect()
         gc.freeze()
+        global _SERVICE
+        _SERVICE = self
+
+    def live_model(self) -> dict[str, Any]:
+        """Which model answers requests now."""
+        m = self.model
+        return {"live": m.version if m else None, "directory": str(m.directory) if m else None}
+
+    def prepare(self, model_dir, version: str) -> tuple[served.LoadedModel, dict]:
+        """Load the model in ``model_dir`` beside the live one and check it on real flights
+        (:func:`serving.admin.check`); raises ``admin.SwitchRefused`` naming what is wrong."""
+        try:
+            candidate = served.load(model_dir, version)
+        except Exception as err:
+            raise admin.SwitchRefused(f"model {version} does not load: {err}") from err
+        try:
+            frame = features.online_features(
+                admin.check_flights(self.settings), self.settings, self.store
+            )
+        except admin.SwitchRefused:
+            raise
+        except Exception as err:
+            raise admin.SwitchRefused(f"cannot check model {version}: {err}") from err
+        return candidate, admin.check(candidate, frame, self.settings.serving_switch_max_ms)
+
+    def swap(self, candidate: served.LoadedModel) -> str | None:
+        """Serve ``candidate`` from the next request on; the version it replaces. One
+        assignment: a running request keeps the model it started with."""
+        previous, self.model = self.model, candidate
+        self.model_error = None
+        return previous.version if previous else None
 
     def problems(self) -> list[str]:
         """Why the service cannot answer predictions now (empty when it can)."""
@@ -466,7 +501,10 @@ class FlightDelayService:
     async def predict(self, flights: PredictRequest, /) -> list[Prediction]:
         """Delay probability of each flight from its online features as of now: a list, in the request's order."""
         batch = [flights.root] if isinstance(flights.root, Flight) else list(flights.root)
-        if self.model is None:
+        # the whole request is answered by the model live when it started (a switch swaps
+        # self.model; this reference keeps the old one alive until the request ends)
+        model = self.model
+        if model is None:
             return _unavailable(self.model_error or "no model loaded")
         try:
             df = await features.online_features_async(
@@ -474,7 +512,7 @@ class FlightDelayService:
             )
         except features.OnlineStoreUnavailable as err:
             return _unavailable(str(err))
-        probability = self.model.predict_proba(df)
+        probability = model.predict_proba(df)
         ids = features.flight_id(df, self.settings.timezone)
         ages = df[features.AGE_COLUMN].astype("float64")
         as_of = df["event_timestamp"].iloc[0].to_pydatetime()
@@ -491,7 +529,7 @@ class FlightDelayService:
                     flight_id=flight_id,
                     delay_probability=float(p),
                     predicted_class=int(p >= served.THRESHOLD),
-                    model_version=self.model.version,
+                    model_version=model.version,
                     oldest_feature_age_s=float(age) if known else None,
                     features_as_of=as_of,
                 )
@@ -500,5 +538,8 @@ class FlightDelayService:
 
 
 FlightDelayService.add_asgi_middleware(PredictGate, max_bytes=1 << 20)
+FlightDelayService.add_asgi_middleware(
+    admin.AdminGate, holder=lambda: _SERVICE, settings_fn=get_settings
+)
 # the answer is always JSON: say so once instead of BentoML working it out per response
 compat.declare_json_output(FlightDelayService, "predict")

@@ -92,6 +92,26 @@ def champion(settings: Settings | None = None):
         return None
 
 
+def model_version(version: str, settings: Settings | None = None):
+    """Registered version ``version`` of the model; ``LookupError`` naming the versions there
+    are when it does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    _, client = _client(settings)
+    try:
+        return client.get_model_version(settings.model_name, str(version))
+    except MlflowException as err:
+        known = sorted(
+            (str(v.version) for v in client.search_model_versions(f"name='{settings.model_name}'")),
+            key=int,
+        )
+        raise LookupError(
+            f"model {settings.model_name!r} has no version {version!r} (registered: "
+            f"{', '.join(known) or 'none'})"
+        ) from err
+
+
 def download(version, dest: Path, settings: Settings | None = None) -> Path:
     """The model files of a registered version, in ``dest``."""
     import mlflow

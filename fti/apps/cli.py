@@ -6,7 +6,9 @@
 - ``summary``: print what the stores hold now;
 - ``mlflow-ui``: the MLflow UI over the embedded tracking store (``make up`` starts it);
 - ``spark-connect``: the local Spark Connect server every Spark task uses (``make up`` starts it);
-- ``rollback`` / ``live``: restore the previously live model version / print the live history;
+- ``deploy VERSION`` / ``rollback`` / ``stop`` / ``live``: switch the live service to a
+  registered model version (starting it when none runs) / restore the previously live one /
+  stop the local service / print the live history;
 - ``redeliver``: run a quarantined day again once its source is corrected;
 - ``quarantine``: list the quarantined days and the days waiting on them.
 """
@@ -176,6 +178,30 @@ def _rollback(_: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    """Switch the live service to a registered model version."""
+    from serving import pipeline, rollout
+
+    settings = get_settings()
+    try:
+        entry = pipeline.deploy_version(args.version, settings)
+    except (LookupError, rollout.RolloutFailed) as err:
+        print(f"deploy: {err}", file=sys.stderr)
+        return 1
+    print(f"model version {entry['model_version']} ({entry['bento']}) is live on {entry['url']}")
+    return 0
+
+
+def _stop(_: argparse.Namespace) -> int:
+    """Stop the local service."""
+    from serving import rollout
+
+    settings = get_settings()
+    stopped = rollout.stop_local(settings)
+    print(f"the service on {settings.service_url} " + ("stopped" if stopped else "was not running"))
+    return 0
+
+
 def _live(_: argparse.Namespace) -> int:
     """Which model version served from when to when."""
     from serving import rollout
@@ -297,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rollback", help="restore the previously live model version").set_defaults(
         fn=_rollback
     )
+    dp = sub.add_parser("deploy", help="switch the live service to a registered model version")
+    dp.add_argument("version", help="the registered model version, e.g. 3")
+    dp.set_defaults(fn=_deploy)
+    sub.add_parser("stop", help="stop the local service").set_defaults(fn=_stop)
     sub.add_parser("live", help="which model version was live from when to when").set_defaults(
         fn=_live
     )

@@ -151,6 +151,17 @@ class Settings(BaseSettings):
         description="Model directory the service loads (model.pt as `python -m training train` "
         "writes it, e.g. the model inside a Bento); the MLflow champion, downloaded, if unset.",
     )
+    serving_admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the service's admin API (/admin/model: which model version "
+        "it serves); unset: generated once into SERVING_DIR/admin-token (mode 0600).",
+    )
+    serving_switch_max_ms: float = Field(
+        default=500.0,
+        gt=0,
+        description="A model the service switches to must score its check flights within this "
+        "many milliseconds (the check's model time, features excluded).",
+    )
     serving_clock: Literal["replay", "wall"] = Field(
         default="replay",
         description="replay: 'now' is the end of the latest materialized interval (the demo "

@@ -2,7 +2,8 @@
 
 The DAG's deploy waits until the service answers a real flight with the champion's version
 (:func:`await_served`) and records it in the live history; the container's entry point,
-:func:`supervise`, stages each new champion and restarts its server on it. The container never
+:func:`supervise`, stages each new champion and switches its running server to it (in
+process, through the admin API; a server without a model yet is restarted on it). The container never
 needs the Docker socket, and Airflow never needs access to the container: the registry is the
 interface.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from fti.ground.settings import PROJECT_ROOT, Settings, get_settings, settings_env
+from serving.admin import request_switch
 from serving.rollout import live_history as hist
 from serving.rollout.bento import SERVICE
 from serving.rollout.probe import GiveUp, RolloutFailed, get, predict_one, smoke_flight, wait_until
@@ -126,8 +128,10 @@ def supervise(settings: Settings | None = None) -> int:
     Serves ``FTI_SERVING_MODEL_DIR`` when set; otherwise the registry's champion: it starts
     the service (unready, saying why, while there is no champion), checks the ``champion``
     alias every ``serving_poll_s`` seconds, and when the alias names another version it stages
-    that version and restarts the server on it. A version whose server does not come up with
-    its model is abandoned for the one served before. A server that exits is started again;
+    that version and switches the running server to it (``serving.admin``: no request dropped;
+    a version that fails its check is refused and not tried again until the alias moves). A
+    server without a model yet is restarted on it instead; a version whose server does not come
+    up with its model is abandoned for the one served before. A server that exits is started again;
     SIGTERM stops it and the supervisor.
     """
     from serving import model as served
@@ -184,6 +188,20 @@ def supervise(settings: Settings | None = None) -> int:
                 continue
             # the alias may have moved again meanwhile: the staged directory says what it holds
             version = served.read_version(model_dir)
+            if server.version is not None:
+                # a server with a model: it switches inside its process, dropping no request
+                why = request_switch(
+                    f"http://127.0.0.1:{settings.serving_port}", model_dir, version, settings
+                )
+                if why is None:
+                    log.info("now serving version %s (was %s)", version, server.version)
+                    server.model_dir, server.version = model_dir, version
+                    continue
+                log.error("switching to version %s refused: %s", version, why)
+                if "refused" in why:  # the model failed its check: not again until the alias moves
+                    while not stopping and champion_version() == version:
+                        time.sleep(settings.serving_poll_s)
+                    continue
             log.info(
                 "champion is version %s (serving %s): restarting on it", version, server.version
             )

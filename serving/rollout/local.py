@@ -1,8 +1,11 @@
 """The embedded runtime: the service as a local ``bentoml serve`` process on ``serving_port``.
 
-A rollout stops the local service, starts the new Bento and gates it on ``/readyz`` plus one
-smoke prediction of a real flight; if either fails it starts the previous Bento again and
-raises. ``rollback`` makes the version before the current one live again.
+A rollout builds the new version's Bento; when the service is running it switches to the
+Bento's model **inside the running process** (``serving.admin``: loaded beside the live model,
+checked on real flights, swapped atomically; no request is dropped) and a model that fails its
+check is refused, the live one staying. With no service running, it starts the Bento and gates
+it on ``/readyz`` plus one smoke prediction of a real flight (a start that fails starts the
+previous Bento again, and raises). ``rollback`` is the same switch to the version live before.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from fti.ground.settings import Settings, get_settings
+from serving.admin import request_switch
 from serving.rollout import live_history as hist
 from serving.rollout.bento import bento_env, bento_path, build_bento
 from serving.rollout.probe import GiveUp, RolloutFailed, get, smoke, wait_until
@@ -145,11 +149,40 @@ def switch(tag: str, settings: Settings) -> str | None:
     return why
 
 
+def answering(settings: Settings) -> bool:
+    """Whether the local service is up and ready."""
+    try:
+        return get(f"{settings.service_url}/readyz", timeout=5)[0] == 200
+    except httpx.TransportError:
+        return False
+
+
+def switch_in_service(tag: str, version: str, settings: Settings) -> str | None:
+    """Ask the running service to serve the model of Bento ``tag``; None once it does, else
+    why not (the service's reason when it refused the model: nothing was swapped)."""
+    path = bento_path(tag, settings)
+    if path is None:
+        return f"Bento {tag} is not in the store"
+    return request_switch(settings.service_url, path / "src" / "model", version, settings)
+
+
 def rollout(model_dir: Path, version: str, settings: Settings) -> dict:
-    """Build the Bento of ``version`` and make it the local service; raises ``RolloutFailed``
-    after rolling back to the previous Bento when it fails its gate."""
+    """Build the Bento of ``version`` and make it the local service: switched inside the
+    running service, else started; raises ``RolloutFailed`` when the new version fails its
+    check (the live version stays, or the previous Bento is started again)."""
     tag = build_bento(model_dir, version, settings)
     previous = hist.live(settings)
+    if previous is not None and answering(settings):
+        why = switch_in_service(tag, version, settings)
+        if why is not None:
+            log.error("rollout of %s refused: %s", tag, why)
+            raise RolloutFailed(
+                f"rollout of {tag} failed: {why}; model version {previous['model_version']} "
+                "stays live"
+            )
+        hist.record(settings, {"model_version": str(version), "bento": tag})
+        log.info("model version %s (%s) is live in the running service", version, tag)
+        return {"bento": tag, "model_version": str(version), "url": settings.service_url}
     why = switch(tag, settings)
     if why is not None:
         log.error("rollout of %s failed: %s", tag, why)
@@ -181,10 +214,13 @@ def rollback(settings: Settings) -> dict:
             f"no earlier model version to roll back to (history: {hist.history_path(settings)})"
         )
     target = earlier[-1]
-    why = switch(target["bento"], settings)
-    if why is not None:
-        if current is not None:
+    if current is not None and answering(settings):
+        why = switch_in_service(target["bento"], target["model_version"], settings)
+    else:
+        why = switch(target["bento"], settings)
+        if why is not None and current is not None:
             switch(current["bento"], settings)
+    if why is not None:
         raise RolloutFailed(
             f"rollback to {target['bento']} failed: {why}; "
             f"{current['bento'] if current else 'nothing'} stays live"

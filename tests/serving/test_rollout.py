@@ -1,5 +1,6 @@
-"""Rollout of the champion as the local service: health-gated, rolled back on failure, with a
-history and a rollback command; and the Kubernetes manifests of the other runtime."""
+"""Rollout of the champion as the local service: started health-gated, then switched inside the
+running process (a model that fails its check refused, the live one kept), with a history and
+a rollback command; and the Kubernetes manifests of the other runtime."""
 
 from __future__ import annotations
 
@@ -61,13 +62,14 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     # the same champion again: nothing changes, the service stays
     assert pipeline.deploy(s)["changed"] is False
 
-    # a champion whose Bento cannot serve (its weights are garbage): the gate refuses it and
-    # the previous Bento is live again
+    # a champion whose model cannot load (its weights are garbage): the running service
+    # refuses to switch to it, names why, and keeps serving; no process was restarted
+    pid = (s.serving_dir / "service.pid").read_text()
     broken = tmp_path / "broken"
     shutil.copytree(good, broken)
     (broken / "model.pt").write_bytes(b"not a model")
     v2 = _promote(s, broken, "broken")
-    with pytest.raises(rollout.RolloutFailed, match=f"rolled back to .*model version {v1}"):
+    with pytest.raises(rollout.RolloutFailed, match=f"does not load.*model version {v1} stays"):
         pipeline.deploy(s)
     assert _served_version(s) == v1
     assert [e["model_version"] for e in rollout.history(s)] == [v1]
@@ -85,7 +87,7 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     }
     torch.save(saved, nan / "model.pt")
     v2b = _promote(s, nan, "nan")
-    with pytest.raises(rollout.RolloutFailed, match="predict.*rolled back to"):
+    with pytest.raises(rollout.RolloutFailed, match="not finite numbers in .0, 1.*stays live"):
         pipeline.deploy(s)
     assert _served_version(s) == v1
 
@@ -94,12 +96,15 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     v3 = _promote(s, better, "third")
     assert pipeline.deploy(s)["model_version"] == v3
     assert _served_version(s) == v3
+    # switched inside the same process
+    assert (s.serving_dir / "service.pid").read_text() == pid
 
     # make rollback = python -m fti rollback: the version live before the current one
     env = {**os.environ, **settings_env(s)}
     out = run([sys.executable, "-m", "fti", "rollback"], env=env, timeout=300)
     assert f"model version {v1}" in out.stdout
     assert _served_version(s) == v1
+    assert (s.serving_dir / "service.pid").read_text() == pid
     entries = rollout.history(s)
     assert [e["model_version"] for e in entries] == [v1, v3, v1]
     assert all(e["until"] for e in entries[:-1]) and entries[-1]["until"] is None
@@ -108,6 +113,20 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     live = run([sys.executable, "-m", "fti", "live"], env=env).stdout
     assert live.count("\n") == 3 and "now" in live.splitlines()[-1]
 
+    # python -m fti deploy VERSION: any registered version, switched in the same process
+    out = run([sys.executable, "-m", "fti", "deploy", v3], env=env, timeout=300)
+    assert f"model version {v3}" in out.stdout and _served_version(s) == v3
+    assert (s.serving_dir / "service.pid").read_text() == pid
+    missing = run([sys.executable, "-m", "fti", "deploy", "999"], env=env, check=False)
+    assert missing.returncode == 1 and "no version '999'" in missing.stderr
+    assert _served_version(s) == v3
+
+    # python -m fti stop; then deploy starts the service with the version asked for
+    assert "stopped" in run([sys.executable, "-m", "fti", "stop"], env=env).stdout
+    with pytest.raises(OSError):
+        http("GET", f"{s.service_url}/healthz", timeout=3)
+    run([sys.executable, "-m", "fti", "deploy", v1], env=env, timeout=300)
+    assert _served_version(s) == v1
     assert rollout.stop_local(s)
     with pytest.raises(OSError):
         http("GET", f"{s.service_url}/healthz", timeout=3)
