@@ -22,6 +22,7 @@ import gc
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -45,6 +46,7 @@ from pydantic import (  # noqa: E402
 from fti.ground import compat  # noqa: E402
 from fti.ground.settings import Settings, get_settings  # noqa: E402
 from serving import admin, features  # noqa: E402
+from serving import inference_log as ilog  # noqa: E402
 from serving import model as served  # noqa: E402
 
 compat.cancel_bentoml_request_timers()
@@ -443,8 +445,18 @@ class FlightDelayService:
         # full collections stay short under load
         gc.collect()
         gc.freeze()
+        # every answer goes to the offline store's inference log, written off the response path
+        self.inference_log = (
+            ilog.InferenceLog(self.settings) if self.settings.inference_log else None
+        )
         global _SERVICE
         _SERVICE = self
+
+    @bentoml.on_shutdown
+    def close_inference_log(self) -> None:
+        """On a graceful stop, write what the inference log still holds."""
+        if self.inference_log is not None:
+            self.inference_log.close()
 
     def live_model(self) -> dict[str, Any]:
         """Which model answers requests now."""
@@ -500,6 +512,7 @@ class FlightDelayService:
     @bentoml.api(route="/predict")
     async def predict(self, flights: PredictRequest, /) -> list[Prediction]:
         """Delay probability of each flight from its online features as of now: a list, in the request's order."""
+        started = time.perf_counter()
         batch = [flights.root] if isinstance(flights.root, Flight) else list(flights.root)
         # the whole request is answered by the model live when it started (a switch swaps
         # self.model; this reference keeps the old one alive until the request ends)
@@ -532,6 +545,18 @@ class FlightDelayService:
                     model_version=model.version,
                     oldest_feature_age_s=float(age) if known else None,
                     features_as_of=as_of,
+                )
+            )
+        if self.inference_log is not None:
+            self.inference_log.append(
+                ilog.rows(
+                    df,
+                    ids,
+                    probability,
+                    model.version,
+                    uuid.uuid4().hex,
+                    (time.perf_counter() - started) * 1000,
+                    self.settings.timezone,
                 )
             )
         return out

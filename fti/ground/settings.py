@@ -162,6 +162,16 @@ class Settings(BaseSettings):
         description="A model the service switches to must score its check flights within this "
         "many milliseconds (the check's model time, features excluded).",
     )
+    inference_log: bool = Field(
+        default=True,
+        description="Append every online prediction to the offline store's inference_log table.",
+    )
+    inference_log_flush_s: float = Field(
+        default=2.0, gt=0, description="The inference log is written at least this often."
+    )
+    inference_log_max_rows: int = Field(
+        default=5000, gt=0, description="... or as soon as this many rows are waiting."
+    )
     serving_clock: Literal["replay", "wall"] = Field(
         default="replay",
         description="replay: 'now' is the end of the latest materialized interval (the demo "
