@@ -54,6 +54,15 @@ keeps it) and, for the Redis half, its own throwaway ``redis-server`` on a free 
    HTTP/1.1 client over raw streams, with the garbage collector off during a cell. Client,
    servers and Redis share the machine's cores.
 
+1b. **Switches and the inference log** (``--skip-switch`` leaves it out; SQLite store): two
+   more servers of ours, the inference log on (the default) and off, alternating slices at one
+   flight and one connection: p99 with the log against without (the target: at most 1 ms
+   added). Then, on the log-on server at ``--switch-concurrency`` connections (4): a steady
+   phase of ``--duration`` seconds, then 24 s of the same load during which ``POST
+   /admin/model`` switches to a copy of the model (a rollout), to a copy with NaN weights (a
+   rollout its check refuses) and back (a rollback): failed requests, and p50/p99 during the
+   switches next to the steady phase.
+
 2. **In-process breakdown** (a child process per store, ``--skip-breakdown`` leaves it out):
    the median time of each part of ``/predict`` called as plain Python, for 1 and 64 flights:
    request validation (``PredictRequest.model_validate_json``), the online lookup
@@ -96,6 +105,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -183,6 +193,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="FTI_HOME to use (kept); default: a fresh temporary directory",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary FTI_HOME afterwards")
+    p.add_argument("--skip-switch", action="store_true", help="leave out the switch + log cell")
+    p.add_argument(
+        "--switch-concurrency", type=int, default=4, help="connections during the switches (4)"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write every figure to this file")
     # internal: the child processes
     p.add_argument("--child-prepare", type=Path, default=None, help=argparse.SUPPRESS)
@@ -807,6 +821,150 @@ def bench_store(store: str, home: Path, prep: dict, redis_port: int | None, args
     }
 
 
+# --------------------------------------------------------------------------- 1b. switch + log
+
+
+def _start_ours(name: str, home: Path, prep: dict, extra: dict[str, str]) -> dict:
+    """One ``bentoml serve`` of the service (SQLite online store) with ``extra`` environment."""
+    port = free_port()
+    bento_home = home / "bentoml" / name
+    bento_home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **_child_env(home, "sqlite", None),
+        "FTI_SERVING_MODEL_DIR": prep["model_dir"],
+        "BENTOML_HOME": str(bento_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        **extra,
+    }
+    proc = Proc(
+        f"bentoml serve ({name})",
+        [
+            str(BIN / "bentoml"),
+            "serve",
+            "serving.service:FlightDelayService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        home / "logs" / f"bentoml-{name}.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(proc, f"{url}/readyz")
+    return {"proc": proc, "port": port, "url": url, "path": "/predict"}
+
+
+def _admin_switch(url: str, token: str, model_dir: str, version: str) -> tuple[int, float, str]:
+    """(status, seconds, error) of one ``POST /admin/model``."""
+    body = json.dumps({"version": version, "model_dir": model_dir}).encode()
+    req = urllib.request.Request(
+        f"{url}/admin/model",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, time.perf_counter() - t0, ""
+    except urllib.error.HTTPError as err:
+        return err.code, time.perf_counter() - t0, err.read()[:200].decode(errors="replace")
+
+
+def bench_switch(home: Path, prep: dict, args) -> dict:
+    """The inference log's cost (one flight per request, log on against log off, alternating
+    slices) and switches under load (a rollout, a rollout refused by its check, a rollback, at
+    ``--switch-concurrency`` connections): failed requests and p50/p99 during the switches next
+    to the steady state just before."""
+    import secrets as _secrets
+
+    import torch
+
+    token = _secrets.token_urlsafe(16)
+    second = home / "model-2"
+    shutil.copytree(prep["model_dir"], second, dirs_exist_ok=True)
+    (second / "model_version.txt").write_text("bench-2\n")
+    nan = home / "model-nan"
+    shutil.copytree(prep["model_dir"], nan, dirs_exist_ok=True)
+    saved = torch.load(nan / "model.pt", map_location="cpu", weights_only=False)
+    saved["state_dict"] = {k: v * float("nan") for k, v in saved["state_dict"].items()}
+    torch.save(saved, nan / "model.pt")
+    (nan / "model_version.txt").write_text("bench-nan\n")
+    print("\n[switch] starting two services: inference log on, and off", flush=True)
+    on = _start_ours("log-on", home, prep, {"FTI_SERVING_ADMIN_TOKEN": token})
+    off = _start_ours("log-off", home, prep, {"FTI_INFERENCE_LOG": "false"})
+    out: dict = {}
+    try:
+        bodies, _ = build_bodies(prep["flights"], 1)
+        out["log"] = run_cells(
+            {
+                "log_on": (on["port"], "/predict", bodies),
+                "log_off": (off["port"], "/predict", bodies),
+            },
+            1,
+            1,
+            args.warmup,
+            args.duration,
+            args.rounds,
+        )
+        out["log"]["p99_added_ms"] = round(
+            out["log"]["log_on"]["p99_ms"] - out["log"]["log_off"]["p99_ms"], 3
+        )
+        print(
+            f"  inference log, 1 flight, 1 connection: p99 on {out['log']['log_on']['p99_ms']} ms, "
+            f"off {out['log']['log_off']['p99_ms']} ms (added {out['log']['p99_added_ms']} ms)",
+            flush=True,
+        )
+        off["proc"].stop()
+        conc = args.switch_concurrency
+        stream = itertools.cycle([_request("/predict", on["port"], b) for b in bodies])
+        gc.collect()
+        gc.disable()
+        try:
+            asyncio.run(_phase(on["port"], stream, conc, args.warmup))
+            lat, errors, wall = asyncio.run(_phase(on["port"], stream, conc, args.duration))
+            out["steady"] = _summary(lat, errors, wall, 1)
+            box: dict = {}
+            load = threading.Thread(
+                target=lambda: box.update(
+                    zip(
+                        ("lat", "errors", "wall"),
+                        asyncio.run(_phase(on["port"], stream, conc, 24)),
+                        strict=True,
+                    )
+                )
+            )
+            load.start()
+            switches = []
+            for model_dir, version in (
+                (str(second), "bench-2"),
+                (str(nan), "bench-nan"),
+                (prep["model_dir"], "rollback"),
+            ):
+                time.sleep(4)
+                status, took, error = _admin_switch(on["url"], token, model_dir, version)
+                switches.append(
+                    {"to": version, "status": status, "seconds": round(took, 2), "error": error}
+                )
+            load.join()
+        finally:
+            gc.enable()
+        out["switching"] = _summary(box["lat"], box["errors"], box["wall"], 1)
+        out["switches"] = switches
+        print(
+            f"  switches under load ({conc} connections): {[s['status'] for s in switches]}; "
+            f"failed requests {out['switching']['errors']} of {out['switching']['requests']}; "
+            f"p50/p99 {out['switching']['p50_ms']}/{out['switching']['p99_ms']} ms during, "
+            f"{out['steady']['p50_ms']}/{out['steady']['p99_ms']} ms steady",
+            flush=True,
+        )
+    finally:
+        on["proc"].stop()
+        off["proc"].stop()
+    return out
+
+
 # --------------------------------------------------------------------------- 2. breakdown (child)
 
 
@@ -1114,6 +1272,8 @@ def main(argv: list[str] | None = None) -> int:
         for store in args.stores:
             results["stores"][store] = bench_store(store, home, prep, redis_port, args)
         print_table(results)
+        if not args.skip_switch:
+            results["switch"] = bench_switch(home, prep, args)
 
         if not args.skip_breakdown:
             results["breakdown"] = {}
