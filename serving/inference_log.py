@@ -141,19 +141,17 @@ def rows(
     Time columns become naive UTC ``datetime64`` (null stays NaT) and get their zone back when
     written."""
     import numpy as np
-    import pandas as pd
 
     n = len(df)
     columns: dict[str, np.ndarray] = {
         "request_id": np.full(n, request_id, dtype=object),
         "flight_id": np.asarray(list(ids), dtype=object),
     }
-    for c in df.columns:
-        col = df[c]
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            columns[c] = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-        else:
-            columns[c] = col.to_numpy()
+    for c, col in df.items():
+        # .values: a tz-aware column's UTC datetime64 without a copy (to_numpy() would box
+        # every value as a Timestamp); an extension array becomes an object array
+        values = col.values
+        columns[c] = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
     columns["model_version"] = np.full(n, str(model_version), dtype=object)
     columns["probability"] = np.asarray(probability, dtype="float64")
     columns["challenger_version"] = np.full(n, None, dtype=object)
