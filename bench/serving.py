@@ -660,23 +660,22 @@ def _metric_sums(url: str, name: str) -> tuple[float, float]:
 # --------------------------------------------------------------------------- 1. servers + cells
 
 
-def start_servers(store: str, home: Path, prep: dict, redis_port: int | None) -> dict[str, dict]:
-    env = _child_env(home, store, redis_port)
-    ours_port, feast_port = free_port(), free_port()
-    bento_home = home / "bentoml" / store
+def _ours_env(home: Path, prep: dict, store: str, redis_port: int | None, name: str) -> dict:
+    """The environment ours is started with (a Bento home of its own, ``name``)."""
+    bento_home = home / "bentoml" / name
     bento_home.mkdir(parents=True, exist_ok=True)
-    ours_env = {
-        **env,
+    return {
+        **_child_env(home, store, redis_port),
         "FTI_SERVING_MODEL_DIR": prep["model_dir"],
         "BENTOML_HOME": str(bento_home),
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    logs = home / "logs"
-    logs.mkdir(exist_ok=True)
-    servers: dict[str, dict] = {}
-    t0 = time.perf_counter()
-    ours = Proc(
-        f"bentoml serve ({store})",
+
+
+def _spawn_ours(label: str, env: dict, port: int, log: Path) -> Proc:
+    """``bentoml serve`` of the service on ``port``, as users start it."""
+    return Proc(
+        label,
         [
             str(BIN / "bentoml"),
             "serve",
@@ -684,10 +683,23 @@ def start_servers(store: str, home: Path, prep: dict, redis_port: int | None) ->
             "--host",
             "127.0.0.1",
             "--port",
-            str(ours_port),
+            str(port),
         ],
-        ours_env,
-        logs / f"bentoml-{store}.log",
+        env,
+        log,
+    )
+
+
+def start_servers(store: str, home: Path, prep: dict, redis_port: int | None) -> dict[str, dict]:
+    env = _child_env(home, store, redis_port)
+    ours_port, feast_port = free_port(), free_port()
+    ours_env = _ours_env(home, prep, store, redis_port, store)
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    servers: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    ours = _spawn_ours(
+        f"bentoml serve ({store})", ours_env, ours_port, logs / f"bentoml-{store}.log"
     )
     servers["ours"] = {
         "proc": ours,
@@ -827,29 +839,8 @@ def bench_store(store: str, home: Path, prep: dict, redis_port: int | None, args
 def _start_ours(name: str, home: Path, prep: dict, extra: dict[str, str]) -> dict:
     """One ``bentoml serve`` of the service (SQLite online store) with ``extra`` environment."""
     port = free_port()
-    bento_home = home / "bentoml" / name
-    bento_home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **_child_env(home, "sqlite", None),
-        "FTI_SERVING_MODEL_DIR": prep["model_dir"],
-        "BENTOML_HOME": str(bento_home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        **extra,
-    }
-    proc = Proc(
-        f"bentoml serve ({name})",
-        [
-            str(BIN / "bentoml"),
-            "serve",
-            "serving.service:FlightDelayService",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env,
-        home / "logs" / f"bentoml-{name}.log",
-    )
+    env = {**_ours_env(home, prep, "sqlite", None, name), **extra}
+    proc = _spawn_ours(f"bentoml serve ({name})", env, port, home / "logs" / f"bentoml-{name}.log")
     url = f"http://127.0.0.1:{port}"
     wait_http(proc, f"{url}/readyz")
     return {"proc": proc, "port": port, "url": url, "path": "/predict"}

@@ -60,7 +60,9 @@ class SwitchRefused(RuntimeError):
 
 
 def check_flights(settings: Settings, n: int = CHECK_FLIGHTS):
-    """Up to ``n`` real departed flights of the latest published day, as /predict requests."""
+    """Up to ``n`` real departed flights of the latest published day, as /predict requests
+    (a new model's check, and the rollout's smoke prediction); ``FileNotFoundError`` when no
+    day is published."""
     import pandas as pd
 
     from fti.ground import files
@@ -69,7 +71,7 @@ def check_flights(settings: Settings, n: int = CHECK_FLIGHTS):
     view = contract(settings).label_view
     days = files.partition_days(settings.offline_dir / view)
     if not days:
-        raise SwitchRefused("no published flights to check a model with")
+        raise FileNotFoundError("no published flights to check a model with")
     df = pd.read_parquet(files.day_partition(settings.offline_dir, view, days[-1]))
     df = df[df["tailnum"].notna()].sort_values("flight_id").head(n)
     local = df["sched_dep_ts"].dt.tz_convert(settings.timezone).dt.tz_localize(None)

@@ -14,7 +14,6 @@ rename): a rerun replaces the day's file, a failed validation leaves the earlier
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -44,10 +43,6 @@ PREDICTION_COLUMNS = [
 ]
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
-
-
 def predictions_path(settings: Settings, day: date | str) -> Path:
     """The predictions file of ``day``."""
     return settings.predictions_dir / f"date={as_day(day).isoformat()}" / files.PART_FILE
@@ -61,7 +56,7 @@ def validation_report_dir(settings: Settings, day: date | str, run_id: str) -> P
         / "predictions"
         / settings.model_name
         / as_day(day).isoformat()
-        / _safe(run_id)
+        / files.safe_name(run_id)
     )
 
 
@@ -199,8 +194,7 @@ def score_day(
     mean probability, the predicted-delay share and the validation report's location.
     """
     from fti.ground import history
-    from fti.ground.notify import notify
-    from fti.ground.validation import ValidationFailed, validate_frame
+    from fti.ground.validation import validate_frame
 
     settings = settings or get_settings()
     day = as_day(day)
@@ -258,25 +252,11 @@ def score_day(
         "predictions",
         day,
         profile,
-        validation_report_dir(settings, day, run_id).parent / f"{_safe(run_id)}-history",
+        validation_report_dir(settings, day, run_id).parent / f"{files.safe_name(run_id)}-history",
     )
     for note in notes:
         log.info("%s", note)
-    if against is not None and not against.success:
-        notify(
-            "halted",
-            f"predictions {day}: halted against history",
-            {"halted": against.describe()},
-            settings,
-        )
-        raise ValidationFailed(against)
-    warned = [f.describe() for f in (against.warned if against is not None else [])]
-    for line in warned:
-        log.warning("validation warning (the day proceeds): predictions %s: %s", day, line)
-    if warned:
-        notify(
-            "warned", f"predictions {day}: {len(warned)} warning(s)", {"warned": warned}, settings
-        )
+    warned = history.settle(against, f"predictions {day}", settings)
     path = predictions_path(settings, day)
     # replaced by a rename: readers see the old file or the new one, never half
     files.write_frame(df, path)

@@ -474,8 +474,6 @@ class FlightDelayService:
             frame = features.online_features(
                 admin.check_flights(self.settings), self.settings, self.store
             )
-        except admin.SwitchRefused:
-            raise
         except Exception as err:
             raise admin.SwitchRefused(f"cannot check model {version}: {err}") from err
         return candidate, admin.check(candidate, frame, self.settings.serving_switch_max_ms)

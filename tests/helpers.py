@@ -77,6 +77,22 @@ def write_source(
     return folder
 
 
+def next_day_flight(real_tables, k: int = 0) -> dict:
+    """The ``k``-th real flight (with a tail number) of the day after the two the session's
+    feature pipeline published, as ``/predict`` takes it."""
+    f = real_tables[0]
+    day = DAYS[-1] + (DAYS[1] - DAYS[0])
+    row = f[(f.month == day.month) & (f.day == day.day) & f.tailnum.notna()].iloc[k]
+    return {
+        "carrier": row.carrier,
+        "flight": int(row.flight),
+        "origin": row.origin,
+        "dest": row.dest,
+        "tailnum": row.tailnum,
+        "sched_dep_ts": f"{day.isoformat()}T{int(row.hour):02d}:{int(row.minute):02d}:00",
+    }
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface now."""
     with socket.socket() as s:

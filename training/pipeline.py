@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -21,10 +20,6 @@ from fti.ground.runs import step
 from fti.ground.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def latest_label_day(settings: Settings) -> date:
@@ -68,7 +63,7 @@ def build_training_set(
         / "training_set"
         / "flight_delay_v1"
         / cutoff.isoformat()
-        / _safe(run_id)
+        / files.safe_name(run_id)
     )
     dataset.validate(df, cutoff_end, report_dir)
     against = _against_previous(df, cutoff, report_dir, settings)
@@ -100,8 +95,6 @@ def _against_previous(df, cutoff: date, report_dir, settings: Settings) -> dict:
     of every feature and of the label, rows per day); raises ``ValidationFailed`` on a check
     that halts, logs the warnings; keeps this set's profile once it passes."""
     from fti.ground import history
-    from fti.ground.notify import notify
-    from fti.ground.validation import ValidationFailed
 
     name = contract(settings).feature_service
     profile = history.profile(df)
@@ -119,26 +112,14 @@ def _against_previous(df, cutoff: date, report_dir, settings: Settings) -> dict:
     )
     for note in notes:
         log.info("%s (no previous training set)", note)
-    if report is not None and not report.success:
-        notify("halted", f"training set {cutoff}: halted", {"halted": report.describe()}, settings)
-        raise ValidationFailed(report)
-    warned = [f.describe() for f in (report.warned if report is not None else [])]
-    for line in warned:
-        log.warning("training set against the previous one (training proceeds): %s", line)
-    if warned:
-        notify(
-            "warned",
-            f"training set {cutoff}: {len(warned)} warning(s)",
-            {"warned": warned},
-            settings,
-        )
+    warned = history.settle(report, f"training set {cutoff}", settings)
     history.keep(settings, "training_set", cutoff, {name: profile})
     return {"warned": warned, "history": notes}
 
 
 def model_dir(settings: Settings, run_id: str) -> Path:
     """Where the training of run ``run_id`` writes its model."""
-    return settings.data_dir / "models" / _safe(run_id)
+    return settings.data_dir / "models" / files.safe_name(run_id)
 
 
 @step

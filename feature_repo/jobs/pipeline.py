@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -31,13 +30,9 @@ from fti.ground.validation import BadInput, ValidationFailed, ValidationReport
 log = logging.getLogger(__name__)
 
 
-def _safe(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-
-
 def report_dir(settings: Settings, boundary: str, name: str, day: str, run_id: str) -> Path:
     """Where a validation's HTML report and result are kept: one folder per run."""
-    return settings.reports_dir / "validation" / boundary / name / day / _safe(run_id)
+    return settings.reports_dir / "validation" / boundary / name / day / files.safe_name(run_id)
 
 
 def _check(

@@ -64,10 +64,6 @@ def root(settings: Settings) -> Path:
     return settings.data_dir / "quarantine"
 
 
-def _safe(run_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in run_id)
-
-
 def quarantine(
     settings: Settings,
     day: date,
@@ -95,7 +91,7 @@ def quarantine(
     out = []
     for table in source.DAILY_TABLES:
         part = files.day_partition(settings.raw_dir, table, day)
-        folder = root(settings) / table / f"date={day.isoformat()}" / _safe(run_id)
+        folder = root(settings) / table / f"date={day.isoformat()}" / files.safe_name(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         copied = []
         for report in reports:

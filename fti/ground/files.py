@@ -97,6 +97,14 @@ def copy_file(src: Path, dst: Path) -> Path:
     return Path(dst)
 
 
+def safe_name(text: str) -> str:
+    """``text`` (a run id, say) as one path component: each run of other characters than
+    letters, digits, ``_``, ``.`` and ``-`` becomes one ``_``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
 # ------------------------------------------------------------------ day partitions
 
 #: the one file of a day's partition (``<root>/<name>/date=YYYY-MM-DD/part-0.parquet``)

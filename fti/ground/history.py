@@ -323,6 +323,33 @@ def validate_day(
     return report, notes
 
 
+def settle(report: ValidationReport | None, subject: str, settings: Settings) -> list[str]:
+    """Act on a :func:`validate_day` report of one subject (``predictions 2013-02-01``): a
+    check that halts is an alert and ``ValidationFailed``; warnings are logged and one alert.
+    Returns the warnings."""
+    import logging
+
+    from fti.ground.notify import notify
+    from fti.ground.validation import ValidationFailed
+
+    if report is None:
+        return []
+    if not report.success:
+        notify(
+            "halted",
+            f"{subject}: halted against its history",
+            {"halted": report.describe()},
+            settings,
+        )
+        raise ValidationFailed(report)
+    warned = [f.describe() for f in report.warned]
+    for line in warned:
+        logging.getLogger(__name__).warning("validation warning (%s proceeds): %s", subject, line)
+    if warned:
+        notify("warned", f"{subject}: {len(warned)} warning(s)", {"warned": warned}, settings)
+    return warned
+
+
 def keep(settings: Settings, boundary: str, day: date, profiles: dict[str, dict]) -> None:
     """Keep ``day``'s profiles as history (call once the day has passed)."""
     from fti.ground import files

@@ -241,11 +241,8 @@ def ensure_running(settings: Settings | None = None) -> dict | None:
     entry = hist.live(settings)
     if entry is None:
         return None
-    try:
-        if get(f"{settings.service_url}/readyz")[0] == 200:
-            return entry
-    except httpx.TransportError:
-        pass
+    if answering(settings):
+        return entry
     why = switch(entry["bento"], settings)
     if why is not None:
         raise RolloutFailed(f"restarting {entry['bento']} failed: {why}")

@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 import httpx
 
-from fti.ground import files
-from fti.ground.contract import contract
 from fti.ground.settings import Settings
 
 
@@ -58,23 +56,9 @@ def wait_until(
 
 def smoke_flight(settings: Settings) -> dict:
     """A real flight of the latest published day, as a /predict request."""
-    import pandas as pd
+    from serving.admin import check_flights
 
-    view = contract(settings).label_view
-    days = files.partition_days(settings.offline_dir / view)
-    if not days:
-        raise FileNotFoundError("no published flights to smoke-test with")
-    df = pd.read_parquet(files.day_partition(settings.offline_dir, view, days[-1]))
-    row = df[df["tailnum"].notna()].sort_values("flight_id").iloc[0]
-    local = row["sched_dep_ts"].tz_convert(settings.timezone)
-    return {
-        "carrier": row["carrier"],
-        "flight": int(row["flight"]),
-        "origin": row["origin"],
-        "dest": row["dest"],
-        "tailnum": row["tailnum"],
-        "sched_dep_ts": local.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    return check_flights(settings, 1)[0]
 
 
 def predict_one(settings: Settings, flight: dict, timeout: float = 30) -> dict:

@@ -10,7 +10,7 @@ import time
 import httpx
 import pandas as pd
 import pytest
-from helpers import DAYS
+from helpers import next_day_flight
 
 from fti.ground.contract import contract
 from fti.ground.settings import Settings, get_settings
@@ -29,20 +29,6 @@ def data_root(two_days, tmp_path):
     for view in contract().view_names:
         (offline / view).symlink_to(base.offline_dir / view, target_is_directory=True)
     return tmp_path / "data"
-
-
-def _flight(real_tables) -> dict:
-    f = real_tables[0]
-    day = DAYS[-1] + (DAYS[1] - DAYS[0])
-    row = f[(f.month == day.month) & (f.day == day.day) & f.tailnum.notna()].iloc[3]
-    return {
-        "carrier": row.carrier,
-        "flight": int(row.flight),
-        "origin": row.origin,
-        "dest": row.dest,
-        "tailnum": row.tailnum,
-        "sched_dep_ts": f"{day.isoformat()}T{int(row.hour):02d}:{int(row.minute):02d}:00",
-    }
 
 
 def _load(url: str, flight: dict, answered: list, stop: threading.Event, clients: int = 4):
@@ -72,7 +58,7 @@ def test_every_answer_is_logged_and_a_stop_under_load_loses_none(
         "FTI_INFERENCE_LOG_FLUSH_S": "0.5",
     }
     settings = Settings(data_root=data_root)
-    flight = _flight(real_tables)
+    flight = next_day_flight(real_tables, 3)
     answered: list = []
     for _ in range(2):  # stopped under load, then started again
         svc = start_service(env)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import DAYS, http
+from helpers import http, next_day_flight
 
 from serving import model
 from training import train
@@ -54,17 +54,7 @@ def service(two_days, served_model, start_service):
 
 @pytest.fixture(scope="module")
 def flight(real_tables):
-    f = real_tables[0]
-    day = DAYS[-1] + (DAYS[1] - DAYS[0])
-    row = f[(f.month == day.month) & (f.day == day.day) & f.tailnum.notna()].iloc[0]
-    return {
-        "carrier": row.carrier,
-        "flight": int(row.flight),
-        "origin": row.origin,
-        "dest": row.dest,
-        "tailnum": row.tailnum,
-        "sched_dep_ts": f"{day.isoformat()}T{int(row.hour):02d}:{int(row.minute):02d}:00",
-    }
+    return next_day_flight(real_tables)
 
 
 class Load:
