@@ -54,10 +54,11 @@ keeps it) and, for the Redis half, its own throwaway ``redis-server`` on a free 
    HTTP/1.1 client over raw streams, with the garbage collector off during a cell. Client,
    servers and Redis share the machine's cores.
 
-1b. **Switches and the inference log** (``--skip-switch`` leaves it out; SQLite store): two
-   more servers of ours, the inference log on (the default) and off, alternating slices at one
+1b. **Switches and the inference log** (``--skip-switch`` leaves it out; SQLite store): three
+   more servers of ours, the inference log on (the default), off, and on with a shadow
+   challenger (a copy of the model, scored by the log's writer), alternating slices at one
    flight and one connection: p99 with the log against without (the target: at most 1 ms
-   added). Then, on the log-on server at ``--switch-concurrency`` connections (4): a steady
+   added), and with the challenger. Then, on the log-on server at ``--switch-concurrency`` connections (4): a steady
    phase of ``--duration`` seconds, then 24 s of the same load during which ``POST
    /admin/model`` switches to a copy of the model (a rollout), to a copy with NaN weights (a
    rollout its check refuses) and back (a rollback): failed requests, and p50/p99 during the
@@ -846,11 +847,13 @@ def _start_ours(name: str, home: Path, prep: dict, extra: dict[str, str]) -> dic
     return {"proc": proc, "port": port, "url": url, "path": "/predict"}
 
 
-def _admin_switch(url: str, token: str, model_dir: str, version: str) -> tuple[int, float, str]:
-    """(status, seconds, error) of one ``POST /admin/model``."""
+def _admin_switch(
+    url: str, token: str, model_dir: str, version: str, path: str = "/admin/model"
+) -> tuple[int, float, str]:
+    """(status, seconds, error) of one ``POST /admin/model`` (or ``path``)."""
     body = json.dumps({"version": version, "model_dir": model_dir}).encode()
     req = urllib.request.Request(
-        f"{url}/admin/model",
+        f"{url}{path}",
         data=body,
         method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
@@ -882,16 +885,27 @@ def bench_switch(home: Path, prep: dict, args) -> dict:
     saved["state_dict"] = {k: v * float("nan") for k, v in saved["state_dict"].items()}
     torch.save(saved, nan / "model.pt")
     (nan / "model_version.txt").write_text("bench-nan\n")
-    print("\n[switch] starting two services: inference log on, and off", flush=True)
+    print(
+        "\n[switch] starting three services: inference log on, off, and on with a shadow "
+        "challenger",
+        flush=True,
+    )
     on = _start_ours("log-on", home, prep, {"FTI_SERVING_ADMIN_TOKEN": token})
     off = _start_ours("log-off", home, prep, {"FTI_INFERENCE_LOG": "false"})
+    shadow = _start_ours("log-shadow", home, prep, {"FTI_SERVING_ADMIN_TOKEN": token})
     out: dict = {}
     try:
+        status, _, error = _admin_switch(
+            shadow["url"], token, str(second), "bench-2", path="/admin/challenger"
+        )
+        if status != 200:
+            raise RuntimeError(f"the shadow challenger was refused ({status}): {error}")
         bodies, _ = build_bodies(prep["flights"], 1)
         out["log"] = run_cells(
             {
                 "log_on": (on["port"], "/predict", bodies),
                 "log_off": (off["port"], "/predict", bodies),
+                "log_shadow": (shadow["port"], "/predict", bodies),
             },
             1,
             1,
@@ -902,12 +916,18 @@ def bench_switch(home: Path, prep: dict, args) -> dict:
         out["log"]["p99_added_ms"] = round(
             out["log"]["log_on"]["p99_ms"] - out["log"]["log_off"]["p99_ms"], 3
         )
+        out["log"]["p99_added_shadow_ms"] = round(
+            out["log"]["log_shadow"]["p99_ms"] - out["log"]["log_off"]["p99_ms"], 3
+        )
         print(
             f"  inference log, 1 flight, 1 connection: p99 on {out['log']['log_on']['p99_ms']} ms, "
-            f"off {out['log']['log_off']['p99_ms']} ms (added {out['log']['p99_added_ms']} ms)",
+            f"off {out['log']['log_off']['p99_ms']} ms (added {out['log']['p99_added_ms']} ms); "
+            f"on with a shadow challenger {out['log']['log_shadow']['p99_ms']} ms (added "
+            f"{out['log']['p99_added_shadow_ms']} ms)",
             flush=True,
         )
         off["proc"].stop()
+        shadow["proc"].stop()
         conc = args.switch_concurrency
         stream = itertools.cycle([_request("/predict", on["port"], b) for b in bodies])
         gc.collect()
@@ -951,8 +971,8 @@ def bench_switch(home: Path, prep: dict, args) -> dict:
             flush=True,
         )
     finally:
-        on["proc"].stop()
-        off["proc"].stop()
+        for server in (on, off, shadow):
+            server["proc"].stop()
     return out
 
 

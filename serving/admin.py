@@ -7,7 +7,10 @@ checks it (a prediction of real flights of the latest published day: one finite 
 a request already running finishes on the model it started with (it holds its own reference),
 the next one gets the new model, and the old one is released when its last request ends.
 A model that fails its check is never swapped in: the answer is a 422 naming why, and the live
-model stays. Every admin call needs ``Authorization: Bearer <token>`` (401 otherwise, nothing
+model stays. ``POST /admin/challenger`` with the same body checks a model the same way and
+makes it the challenger, scored beside the live model off the response path (its answers go to
+the inference log, never to the caller); ``{"version": null}`` stops it. ``GET /admin/model``
+names both. Every admin call needs ``Authorization: Bearer <token>`` (401 otherwise, nothing
 changed): ``FTI_SERVING_ADMIN_TOKEN``, else a token generated once into
 ``SERVING_DIR/admin-token`` (mode 0600) that the service and its clients on the machine share.
 
@@ -32,6 +35,8 @@ from fti.ground.settings import Settings
 log = logging.getLogger(__name__)
 
 PATH = "/admin/model"
+#: ``POST {"version": ..., "model_dir": ...}`` (or ``{"version": null}``): the shadow challenger
+CHALLENGER_PATH = "/admin/challenger"
 TOKEN_FILE = "admin-token"
 #: how many real flights the check of a new model scores
 CHECK_FLIGHTS = 20
@@ -57,6 +62,23 @@ def admin_token(settings: Settings) -> str:
 
 class SwitchRefused(RuntimeError):
     """The candidate model failed its check; the live model stays."""
+
+
+def live_models(base_url: str, settings: Settings) -> dict[str, Any] | None:
+    """``GET /admin/model`` of the service at ``base_url`` (live version and challenger), None
+    when it does not answer."""
+    import httpx
+
+    try:
+        r = httpx.get(
+            f"{base_url}{PATH}",
+            headers={"Authorization": f"Bearer {admin_token(settings)}"},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return r.json()
+    except (httpx.TransportError, httpx.HTTPStatusError, ValueError):
+        return None
 
 
 def check_flights(settings: Settings, n: int = CHECK_FLIGHTS):
@@ -126,7 +148,7 @@ class AdminGate:
 
     async def __call__(self, scope, receive, send):
         """The ASGI entry: answer admin calls, pass everything else through."""
-        if scope["type"] != "http" or scope["path"] != PATH:
+        if scope["type"] != "http" or scope["path"] not in (PATH, CHALLENGER_PATH):
             return await self.app(scope, receive, send)
         from starlette.requests import Request
         from starlette.responses import JSONResponse
@@ -143,6 +165,8 @@ class AdminGate:
             response = JSONResponse({"error": "the service has not started yet"}, 503)
         elif request.method == "GET":
             response = JSONResponse(service.live_model())
+        elif request.method == "POST" and scope["path"] == CHALLENGER_PATH:
+            response = await self._shadow(request, service)
         elif request.method == "POST":
             response = await self._switch(request, service, settings)
         else:
@@ -172,17 +196,55 @@ class AdminGate:
         log.info("now serving model %s (was %s): %s", version, previous, figures)
         return JSONResponse({"live": version, "previous": previous, "check": figures})
 
+    async def _shadow(self, request, service):
+        """Name the challenger (checked like a new champion) or, with a null version, stop
+        shadowing."""
+        import anyio
+        from starlette.responses import JSONResponse
 
-def request_switch(base_url: str, model_dir: Path, version: str, settings: Settings) -> str | None:
+        try:
+            body = json.loads(await request.body())
+            version = body["version"]
+            model_dir = None if version is None else Path(body["model_dir"])
+        except (ValueError, KeyError, TypeError) as err:
+            return JSONResponse(
+                {
+                    "error": f"invalid body ({err}): expected "
+                    '{"version": ..., "model_dir": ...} or {"version": null}'
+                },
+                400,
+            )
+        figures = None
+        try:
+            candidate = None
+            if version is not None:
+                candidate, figures = await anyio.to_thread.run_sync(
+                    service.prepare, model_dir, str(version)
+                )
+            previous = service.shadow(candidate)
+        except SwitchRefused as err:
+            log.error("challenger %s refused: %s", version, err)
+            return JSONResponse({"error": str(err), **service.live_model()}, 422)
+        log.info("challenger now %s (was %s)", version, previous)
+        return JSONResponse({**service.live_model(), "previous": previous, "check": figures})
+
+
+def request_switch(
+    base_url: str, model_dir: Path | None, version: str | None, settings: Settings, path=PATH
+) -> str | None:
     """Ask the service at ``base_url`` to serve the model in ``model_dir`` (the caller's side
-    of ``POST /admin/model``); None once it does, else why not (the service's own reason when
+    of ``POST /admin/model``; ``path=CHALLENGER_PATH``: to shadow it, or with ``version``
+    None to stop shadowing); None once it does, else why not (the service's own reason when
     it refused the model: then nothing was swapped)."""
     import httpx
 
+    body = {"version": None} if version is None else {"version": str(version)}
+    if model_dir is not None:
+        body["model_dir"] = str(model_dir)
     try:
         r = httpx.post(
-            f"{base_url}{PATH}",
-            json={"version": str(version), "model_dir": str(model_dir)},
+            f"{base_url}{path}",
+            json=body,
             headers={"Authorization": f"Bearer {admin_token(settings)}"},
             timeout=120,
         )

@@ -264,6 +264,7 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
     """
     import pandas as pd
 
+    from serving import challenger
     from training.gate import score
 
     settings = settings or get_settings()
@@ -314,6 +315,9 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
         "prediction_drifted": prediction_psi > threshold,
         "labels": "landed" if performance is not None else LABELS_NOT_LANDED,
         "performance": _clean(performance),
+        # the shadow challenger against the champion on the day's online traffic (None: no
+        # challenger shadowed it)
+        "challenger": _clean(challenger.compare_day(day, settings)),
     }
     folder = settings.monitoring_dir / day.isoformat()
     result["report"] = str(folder / "index.html")
@@ -471,6 +475,30 @@ def _plots(
     return images
 
 
+def _challenger_html(comparison: dict | None, num) -> str:
+    """The champion and the challenger on the day's logged requests, one row per pair."""
+    e = html.escape
+    if comparison is None:
+        return "<p>no challenger shadowed the champion on this day</p>"
+    if comparison["labels"] != "landed":
+        return f"<p>{e(comparison['labels'])}</p>"
+    rows = []
+    for p in comparison["pairs"]:
+        champ, chall = p["champion"] or {}, p["challenger"] or {}
+        rows.append(
+            f'<tr class="{e(p["winner"] or "")}"><td>v{e(p["champion_version"])}</td>'
+            f"<td>v{e(p['challenger_version'])}</td><td>{p['rows']}</td>"
+            f"<td>{num(champ.get('roc_auc'))}</td><td>{num(chall.get('roc_auc'))}</td>"
+            f"<td>{num(champ.get('log_loss'))}</td><td>{num(chall.get('log_loss'))}</td>"
+            f"<td>{e(p['winner'] or 'none')}: {e(p['verdict'])}</td></tr>"
+        )
+    return (
+        "<table><tr><th>champion</th><th>challenger</th><th>labelled rows</th>"
+        "<th>champion ROC AUC</th><th>challenger ROC AUC</th><th>champion log loss</th>"
+        "<th>challenger log loss</th><th>winner</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
 def _html(result: dict, images: list[tuple[str, str]]) -> str:
     e = html.escape
     threshold = result["threshold"]
@@ -500,6 +528,7 @@ def _html(result: dict, images: list[tuple[str, str]]) -> str:
             + "</table>"
         )
     drifted = ", ".join(result["drifted"]) or "none"
+    shadow = _challenger_html(result.get("challenger"), num)
     figures = "\n".join(
         f'<figure><img src="{e(name)}" alt="{e(alt)}"><figcaption>{e(alt)}</figcaption></figure>'
         for name, alt in images
@@ -528,6 +557,8 @@ tr.drift{{background:#fdd}}img{{max-width:100%}}</style></head>
 <table>{summary}</table>
 <h2>Realised performance</h2>
 {performance}
+<h2>Shadow challenger (online traffic)</h2>
+{shadow}
 <h2>Feature drift (PSI)</h2>
 <table><tr><th>feature</th><th>PSI</th><th></th></tr>
 {rows}

@@ -27,9 +27,11 @@ def previous_day(day: date | str) -> date:
 
 @step
 def deploy(settings: Settings | None = None) -> dict:
-    """Roll the registry's champion out unless it is already live (then make sure it runs)."""
+    """Roll the registry's champion out unless it is already live (then make sure it runs);
+    the service's challenger made the registry's (local runtime; the serving container follows
+    the alias itself)."""
+    from serving import challenger, rollout
     from serving import model as served
-    from serving import rollout
     from training import registry
 
     settings = settings or get_settings()
@@ -44,18 +46,22 @@ def deploy(settings: Settings | None = None) -> dict:
     if settings.serving_runtime == "local" and current and current["model_version"] == version:
         rollout.ensure_running(settings)
         log.info("model version %s is already live on %s", version, settings.service_url)
-        return {
+        out = {
             "model_version": version,
             "bento": current["bento"],
             "changed": False,
             "url": settings.service_url,
         }
-    if settings.serving_runtime == "compose":
-        # the serving container stages and serves the champion itself: nothing to build here
+    elif settings.serving_runtime == "compose":
+        # the serving container stages and serves the champion itself, and its challenger
         changed = not (current and current["model_version"] == version)
         return {**rollout.await_served(version, settings), "changed": changed}
-    model_dir = served.stage_champion(settings)
-    return {**rollout.rollout(model_dir, version, settings), "changed": True}
+    else:
+        model_dir = served.stage_champion(settings)
+        out = {**rollout.rollout(model_dir, version, settings), "changed": True}
+    if settings.serving_runtime == "local":
+        out["challenger"] = challenger.sync(settings)
+    return out
 
 
 @step
@@ -94,8 +100,10 @@ def score_next_day(
 
 @step
 def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = None) -> dict:
-    """Drift for the scored day; realised performance for the day before, whose labels landed."""
-    from serving import batch, monitoring
+    """Drift for the scored day; realised performance (and the shadow challenger against the
+    champion) for the day before, whose labels landed; the challenger promoted and deployed
+    when the rule (``FTI_CHALLENGER_PROMOTE_AFTER_DAYS``) says it won."""
+    from serving import batch, challenger, monitoring
 
     settings = settings or get_settings()
     if not scored.get("day"):
@@ -108,5 +116,12 @@ def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = No
     previous = previous_day(scored["day"])
     if batch.predictions_path(settings, previous).exists():
         earlier = monitoring.monitor_day(previous, run_id, settings)
-        out["previous_day"] = {"day": earlier["day"], "performance": earlier["performance"]}
+        out["previous_day"] = {
+            "day": earlier["day"],
+            "performance": earlier["performance"],
+            "challenger": earlier["challenger"],
+        }
+    promoted = challenger.apply_rule(settings)
+    if promoted is not None:  # the challenger won its days: it answers from now on
+        out["promoted"] = {**promoted, "deployed": deploy(settings)}
     return out

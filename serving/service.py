@@ -45,7 +45,7 @@ from pydantic import (  # noqa: E402
 
 from fti.ground import compat  # noqa: E402
 from fti.ground.settings import Settings, get_settings  # noqa: E402
-from serving import admin, features  # noqa: E402
+from serving import admin, challenger, features  # noqa: E402
 from serving import inference_log as ilog  # noqa: E402
 from serving import model as served  # noqa: E402
 
@@ -434,6 +434,14 @@ class FlightDelayService:
         except Exception as err:  # the service starts unready and says why on /readyz
             self.model_error = f"no model loaded: {err}"
             log.error(self.model_error)
+        #: the registry's challenger, scored beside the champion off the response path into
+        #: the inference log (serving.challenger); switched by ``/admin/challenger``
+        self.challenger: served.LoadedModel | None = None
+        if self.settings.serving_model_dir is None:  # a pinned model (a Bento) serves alone
+            try:
+                self.challenger = challenger.load_registered(self.settings)
+            except Exception as err:  # the champion answers either way
+                log.error("challenger not loaded: %s", err)
         try:
             features.service_spec(self.store)
         except Exception as err:  # registry unreadable: /readyz reports it
@@ -459,9 +467,13 @@ class FlightDelayService:
             self.inference_log.close()
 
     def live_model(self) -> dict[str, Any]:
-        """Which model answers requests now."""
-        m = self.model
-        return {"live": m.version if m else None, "directory": str(m.directory) if m else None}
+        """Which model answers requests now, and which one shadows it."""
+        m, c = self.model, self.challenger
+        return {
+            "live": m.version if m else None,
+            "directory": str(m.directory) if m else None,
+            "challenger": c.version if c else None,
+        }
 
     def prepare(self, model_dir, version: str) -> tuple[served.LoadedModel, dict]:
         """Load the model in ``model_dir`` beside the live one and check it on real flights
@@ -483,6 +495,23 @@ class FlightDelayService:
         assignment: a running request keeps the model it started with."""
         previous, self.model = self.model, candidate
         self.model_error = None
+        if self.challenger is not None and self.challenger.version == candidate.version:
+            self.challenger = None  # the challenger became the champion: it shadows no more
+        return previous.version if previous else None
+
+    def shadow(self, candidate: served.LoadedModel | None) -> str | None:
+        """Score ``candidate`` beside the champion from the next request on (None: stop); the
+        challenger it replaces. Needs the inference log, where its answers go."""
+        if candidate is not None and self.inference_log is None:
+            raise admin.SwitchRefused(
+                "a challenger's answers go to the inference log, which is off (FTI_INFERENCE_LOG)"
+            )
+        if candidate is not None and self.model is not None:
+            if candidate.version == self.model.version:
+                raise admin.SwitchRefused(
+                    f"model {candidate.version} is the champion: it cannot also shadow it"
+                )
+        previous, self.challenger = self.challenger, candidate
         return previous.version if previous else None
 
     def problems(self) -> list[str]:
@@ -514,7 +543,7 @@ class FlightDelayService:
         batch = [flights.root] if isinstance(flights.root, Flight) else list(flights.root)
         # the whole request is answered by the model live when it started (a switch swaps
         # self.model; this reference keeps the old one alive until the request ends)
-        model = self.model
+        model, shadow = self.model, self.challenger
         if model is None:
             return _unavailable(self.model_error or "no model loaded")
         try:
@@ -555,7 +584,8 @@ class FlightDelayService:
                     uuid.uuid4().hex,
                     (time.perf_counter() - started) * 1000,
                     self.settings.timezone,
-                )
+                ),
+                shadow,
             )
         return out
 

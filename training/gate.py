@@ -52,6 +52,9 @@ class Decision:
 
     promote: bool
     reasons: list[str] = field(default_factory=list)
+    #: not promoted only because it does not beat the champion by the margin: every threshold
+    #: and the baseline hold, so it may shadow the champion on live traffic (``challenger``)
+    challenger: bool = False
 
     def describe(self) -> str:
         """The decision as one line for logs and the registry."""
@@ -89,16 +92,20 @@ def decide(
             reasons.append(
                 f"ROC AUC {c['roc_auc']:.4f} below the baseline's {baseline['roc_auc']:.4f}"
             )
+    qualified = not reasons  # every threshold and the baseline hold
     if champion is not None:
         if not _finite(champion, "roc_auc"):
             reasons.append("champion ROC AUC missing or not a number: keeping the champion")
+            qualified = False
         elif c["roc_auc"] < champion["roc_auc"] + config.champion_margin:
             reasons.append(
                 f"ROC AUC {c['roc_auc']:.4f} does not beat the champion's "
                 f"{champion['roc_auc']:.4f} by {config.champion_margin}"
             )
     if reasons:
-        return Decision(False, reasons)
+        if qualified:
+            reasons.append("passes the thresholds: the challenger, shadowing the champion")
+        return Decision(False, reasons, challenger=qualified)
     why = [
         f"ROC AUC {c['roc_auc']:.4f}, log loss {c['log_loss']:.4f}, "
         f"calibration error {c['calibration_error']:.4f} pass the thresholds"

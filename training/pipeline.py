@@ -244,6 +244,7 @@ def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> di
     return {
         "version": version,
         "promote": decision.promote,
+        "challenger": decision.challenger,
         "decision": decision.describe(),
         "through": built.get("through"),
         **numbers,

@@ -13,6 +13,9 @@ from pathlib import Path
 from fti.ground.settings import Settings, get_settings
 
 CHAMPION = "champion"
+#: a version that passed the gate's thresholds but not the champion margin (or one named by
+#: hand): the service scores it beside the champion, off the response path (serving.challenger)
+CHALLENGER = "challenger"
 
 
 def _client(settings: Settings):
@@ -82,14 +85,55 @@ def register(
 
 def champion(settings: Settings | None = None):
     """The champion's model version, or None when there is none yet."""
+    return aliased(CHAMPION, settings)
+
+
+def challenger(settings: Settings | None = None):
+    """The challenger's model version, or None when there is none."""
+    return aliased(CHALLENGER, settings)
+
+
+def aliased(alias: str, settings: Settings | None = None):
+    """The model version ``alias`` names, or None when it names none."""
     from mlflow.exceptions import MlflowException
 
     settings = settings or get_settings()
     _, client = _client(settings)
     try:
-        return client.get_model_version_by_alias(settings.model_name, CHAMPION)
+        return client.get_model_version_by_alias(settings.model_name, alias)
     except MlflowException:
         return None
+
+
+def set_challenger(version: str | None, settings: Settings | None = None) -> None:
+    """Name registered ``version`` the challenger (None: no challenger); ``LookupError`` for a
+    version that is not registered, ``ValueError`` for the champion itself."""
+    settings = settings or get_settings()
+    _, client = _client(settings)
+    name = settings.model_name
+    if version is None:
+        if aliased(CHALLENGER, settings) is not None:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        return
+    model_version(version, settings)
+    current = champion(settings)
+    if current is not None and str(current.version) == str(version):
+        raise ValueError(f"version {version} is the champion: a challenger must be another one")
+    client.set_registered_model_alias(name, CHALLENGER, str(version))
+
+
+def promote(version: str, tags: dict[str, str], settings: Settings | None = None) -> None:
+    """Move the champion alias to ``version`` (its tags say why); a challenger it was is no
+    longer one."""
+    settings = settings or get_settings()
+    _, client = _client(settings)
+    name = settings.model_name
+    for k, v in tags.items():
+        client.set_model_version_tag(name, str(version), k, v)
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    shadow = challenger(settings)
+    if shadow is not None and str(shadow.version) == str(version):
+        client.delete_registered_model_alias(name, CHALLENGER)
 
 
 def model_version(version: str, settings: Settings | None = None):
@@ -126,7 +170,9 @@ def download(version, dest: Path, settings: Settings | None = None) -> Path:
 def record_decision(
     version: str, decision, numbers: dict, settings: Settings | None = None
 ) -> None:
-    """Write the gate's decision and its numbers on the version; promote it if the gate said so."""
+    """Write the gate's decision and its numbers on the version; promote it if the gate said so
+    (a new champion ends the challenger's shadowing: it was measured against the old one), or
+    make it the challenger when it passed every threshold but the champion margin."""
     settings = settings or get_settings()
     _, client = _client(settings)
     name = settings.model_name
@@ -137,3 +183,6 @@ def record_decision(
     client.set_model_version_tag(name, version, "gate.numbers", json.dumps(numbers, sort_keys=True))
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, version)
+        set_challenger(None, settings)
+    elif getattr(decision, "challenger", False):
+        client.set_registered_model_alias(name, CHALLENGER, version)

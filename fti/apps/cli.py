@@ -192,6 +192,36 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _challenger(args: argparse.Namespace) -> int:
+    """Name (or clear) the shadow challenger; the running local service follows at once."""
+    from serving import challenger
+    from training import registry
+
+    settings = get_settings()
+    if args.version is None and not args.clear:
+        found = registry.challenger(settings)
+        print(f"challenger: {'v' + str(found.version) if found else 'none'}")
+        return 0
+    try:
+        registry.set_challenger(None if args.clear else args.version, settings)
+    except (LookupError, ValueError) as err:
+        print(f"challenger: {err}", file=sys.stderr)
+        return 1
+    wanted = "none" if args.clear else f"v{args.version}"
+    if settings.serving_runtime != "local":
+        print(f"challenger: {wanted} (the serving container follows the alias)")
+        return 0
+    synced = challenger.sync(settings)
+    if synced["error"] == "the service does not answer":
+        print(f"challenger: {wanted} (shadows once the service runs)")
+        return 0
+    if synced["error"]:
+        print(f"challenger: {wanted} is named, but the service refused it: {synced['error']}")
+        return 1
+    print(f"challenger: {wanted}, shadowing the live model on {settings.service_url}")
+    return 0
+
+
 def _stop(_: argparse.Namespace) -> int:
     """Stop the local service."""
     from serving import rollout
@@ -326,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     dp = sub.add_parser("deploy", help="switch the live service to a registered model version")
     dp.add_argument("version", help="the registered model version, e.g. 3")
     dp.set_defaults(fn=_deploy)
+    ch = sub.add_parser(
+        "challenger", help="the shadow challenger: show it, name a version, or --clear it"
+    )
+    ch.add_argument("version", nargs="?", default=None, help="a registered model version")
+    ch.add_argument("--clear", action="store_true", help="no challenger")
+    ch.set_defaults(fn=_challenger)
     sub.add_parser("stop", help="stop the local service").set_defaults(fn=_stop)
     sub.add_parser("live", help="which model version was live from when to when").set_defaults(
         fn=_live

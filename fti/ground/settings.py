@@ -172,6 +172,19 @@ class Settings(BaseSettings):
     inference_log_max_rows: int = Field(
         default=5000, gt=0, description="... or as soon as this many rows are waiting."
     )
+    challenger_promote_after_days: int = Field(
+        default=0,
+        ge=0,
+        description="Promote the shadow challenger once it beat the champion on this many "
+        "consecutive labelled days of live traffic (ROC AUC ahead by GATE_CHAMPION_MARGIN); "
+        "0: never (the default: a person decides, or the next gate).",
+    )
+    challenger_min_rows: int = Field(
+        default=200,
+        gt=0,
+        description="A labelled day counts for or against the challenger only with this many "
+        "logged rows that both models scored.",
+    )
     serving_clock: Literal["replay", "wall"] = Field(
         default="replay",
         description="replay: 'now' is the end of the latest materialized interval (the demo "

@@ -122,12 +122,25 @@ def _loads_model(settings: Settings, server: _Server, timeout: float = 180) -> s
     return f"not up after {timeout:.0f} s: {why}" if why is not None and not gave_up else why
 
 
+def _follow_challenger(settings: Settings, refused: set) -> None:
+    """The running server's challenger made the registry's (``serving.challenger.sync``); a
+    failure is logged, the champion serves either way, and a version the server refused is
+    not tried again."""
+    from serving import challenger
+
+    try:
+        challenger.sync(settings, f"http://127.0.0.1:{settings.serving_port}", refused)
+    except Exception as err:  # registry or staging trouble: try again at the next poll
+        log.warning("challenger not synced: %s", err)
+
+
 def supervise(settings: Settings | None = None) -> int:
     """The serving container's entry point (``python -m serving.rollout supervise``).
 
     Serves ``FTI_SERVING_MODEL_DIR`` when set; otherwise the registry's champion: it starts
     the service (unready, saying why, while there is no champion), checks the ``champion``
-    alias every ``serving_poll_s`` seconds, and when the alias names another version it stages
+    alias every ``serving_poll_s`` seconds (and the ``challenger`` alias, which the running
+    server then shadows: :func:`serving.challenger.sync`), and when the alias names another version it stages
     that version and switches the running server to it (``serving.admin``: no request dropped;
     a version that fails its check is refused and not tried again until the alias moves). A
     server without a model yet is restarted on it instead; a version whose server does not come
@@ -168,6 +181,7 @@ def supervise(settings: Settings | None = None) -> int:
         # without a champion the service starts unready and says why on /readyz
         server = _Server(settings, model_dir, first)
     last_check = time.monotonic()
+    refused_challengers: set[str] = set()
     try:
         while not stopping:
             time.sleep(0.5)
@@ -179,6 +193,8 @@ def supervise(settings: Settings | None = None) -> int:
                 continue
             last_check = time.monotonic()
             version = champion_version()
+            if server.version is not None:
+                _follow_challenger(settings, refused_challengers)
             if version is None or version == server.version:
                 continue
             try:

@@ -517,3 +517,40 @@ def test_reasons_never_carry_a_configured_secret(tmp_path):
     assert "hunter22" not in out and "pa%2Fss" not in out and "pa/ss" not in out
     assert "db-s3cret" not in out and out.count("***") == 4
     assert sections.redact_url("http://fti:pa%2Fss@mlflow:5000/x") == "http://mlflow:5000/x"
+
+
+def test_the_shadow_challenger_against_the_champion_shows_by_labelled_day(
+    client, token, tmp_path, env
+):
+    from fti.ground import files
+    from fti.ground.settings import Settings
+
+    home = Settings(home=tmp_path / "home")
+    pair = {
+        "champion_version": "3",
+        "challenger_version": "4",
+        "rows": 812,
+        "flights": 400,
+        "champion": {"roc_auc": 0.61, "log_loss": 0.52},
+        "challenger": {"roc_auc": 0.67, "log_loss": 0.49},
+        "winner": "challenger",
+        "verdict": "ROC AUC ahead by at least 0.002",
+    }
+    for day, shadow in [
+        ("2013-02-03", {"day": "2013-02-03", "labels": "landed", "pairs": [pair]}),
+        ("2013-02-04", {"day": "2013-02-04", "labels": "labels not landed yet", "pairs": []}),
+    ]:
+        files.write_json(
+            home.monitoring_dir / day / "metrics.json",
+            {"day": day, "model_version": "3", "feature_psi": {}, "challenger": shadow},
+        )
+    env(FTI_HOME=str(tmp_path / "home"))
+    r = client.get("/fti/", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    (row,) = re.findall(r'<tr data-challenger-day="2013-02-03".*?</tr>', r.text, re.S)
+    cells = [_text(c) for c in re.findall(r"<td[^>]*>.*?</td>", row, re.S)]
+    assert cells[:6] == ["2013-02-03", "v3", "v4", "812", "0.61", "0.67"]
+    assert cells[-1].startswith("challenger:")
+    assert 'data-challenger-day="2013-02-04"' not in r.text  # no labels yet: nothing compared
+    data = _status(client, token)["sections"]["monitoring"]["data"]
+    assert [c["day"] for c in data["challenger"]] == ["2013-02-03"]

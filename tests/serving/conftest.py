@@ -4,6 +4,7 @@ started as a subprocess (``bentoml serve``) against the session's feature store.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,6 +140,29 @@ def served_model(snapshot, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("served-model")
     train.train(snapshot, out, epochs=2)
     model.write_version(out, "test-1")
+    return out
+
+
+@pytest.fixture(scope="session")
+def second_model(snapshot, tmp_path_factory) -> Path:
+    """Another model trained on the session's snapshot (one epoch), version ``test-2``."""
+    out = tmp_path_factory.mktemp("second-model")
+    train.train(snapshot, out, epochs=1)
+    model.write_version(out, "test-2")
+    return out
+
+
+@pytest.fixture(scope="session")
+def nan_model(served_model, tmp_path_factory) -> Path:
+    """The served model with its weights set to NaN: it loads, and scores NaN."""
+    import torch
+
+    out = tmp_path_factory.mktemp("nan-model") / "model"
+    shutil.copytree(served_model, out)
+    saved = torch.load(out / model.MODEL_FILE, map_location="cpu", weights_only=False)
+    saved["state_dict"] = {k: v * float("nan") for k, v in saved["state_dict"].items()}
+    torch.save(saved, out / model.MODEL_FILE)
+    model.write_version(out, "test-nan")
     return out
 
 

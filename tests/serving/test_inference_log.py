@@ -16,7 +16,7 @@ from fti.ground.contract import contract
 from fti.ground.settings import Settings, get_settings
 from serving import inference_log
 
-pytestmark = pytest.mark.slow
+TZ = "America/New_York"
 
 
 @pytest.fixture
@@ -49,6 +49,7 @@ def _load(url: str, flight: dict, answered: list, stop: threading.Event, clients
     return threads
 
 
+@pytest.mark.slow
 def test_every_answer_is_logged_and_a_stop_under_load_loses_none(
     data_root, served_model, start_service, real_tables
 ):
@@ -92,3 +93,49 @@ def test_every_answer_is_logged_and_a_stop_under_load_loses_none(
     (day,) = {p.name for p in inference_log.log_dir(settings).iterdir()}
     table = pd.read_parquet(inference_log.log_dir(settings))
     assert len(table) == len(logged) and {str(d) for d in table["date"]} == {day[5:]}
+
+
+def test_a_failing_store_keeps_the_rows_for_the_next_write_up_to_a_cap(tmp_path):
+    """Writes that fail keep the rows (written once the store is back), and hold at most
+    KEEP_WRITES writes' worth: a broken store cannot take the service's memory."""
+    settings = Settings(
+        home=tmp_path / "home",
+        data_root=tmp_path / "data",
+        inference_log_flush_s=3600,
+        inference_log_max_rows=10,
+    )
+    log_dir = inference_log.log_dir(settings)
+    log_dir.parent.mkdir(parents=True)
+    log_dir.write_text("a file where the log's folder belongs")  # every write fails
+    frame = pd.DataFrame(
+        {
+            "event_timestamp": pd.to_datetime(["2013-01-03 05:00"] * 4, utc=True),
+            "temp_f": [30.0, 31.0, 32.0, 33.0],
+        }
+    )
+    log = inference_log.InferenceLog(settings)
+    # this test calls flush itself: the writer thread, which a full buffer wakes, stopped first
+    log._stop.set()
+    log._wake.set()
+    log._thread.join(timeout=10)
+    try:
+        for i in range(3):
+            log.append(inference_log.rows(frame, [f"f{i}"] * 4, [0.1] * 4, "7", f"r{i}", 1.0, TZ))
+        with pytest.raises(OSError):
+            log.flush()
+        assert log.dropped == 0 and log._n == 12  # kept for the next write
+        for i in range(3, inference_log.KEEP_WRITES * 10 // 4 + 10):
+            log.append(inference_log.rows(frame, [f"f{i}"] * 4, [0.1] * 4, "7", f"r{i}", 1.0, TZ))
+        with pytest.raises(OSError):
+            log.flush()
+        assert log._n <= inference_log.KEEP_WRITES * 10 and log.dropped > 0
+        kept = log._n
+        log_dir.unlink()  # the store is back
+        assert log.flush() == kept
+        logged = inference_log.read(settings)
+        assert len(logged) == kept
+        # the newest rows are the ones kept
+        assert logged["request_id"].iloc[-1] == f"r{inference_log.KEEP_WRITES * 10 // 4 + 9}"
+        assert logged["answered_at"].dt.tz is not None
+    finally:
+        log.close()

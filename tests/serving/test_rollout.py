@@ -13,7 +13,7 @@ import pytest
 from helpers import free_port, http, post_json, run
 
 from fti.ground.settings import Settings, get_settings, settings_env
-from serving import pipeline, rollout
+from serving import admin, pipeline, rollout
 from training import gate, registry, train
 
 pytestmark = pytest.mark.slow
@@ -99,11 +99,29 @@ def test_rollout_gates_rolls_back_and_restores(home, snapshot, tmp_path):
     # switched inside the same process
     assert (s.serving_dir / "service.pid").read_text() == pid
 
-    # make rollback = python -m fti rollback: the version live before the current one
+    # python -m fti challenger VERSION: the running service shadows it at once; deploy keeps
+    # the service's challenger in step with the registry's alias
     env = {**os.environ, **settings_env(s)}
+    out = run([sys.executable, "-m", "fti", "challenger", v1], env=env, timeout=300)
+    assert f"challenger: v{v1}, shadowing" in out.stdout
+    assert admin.live_models(s.service_url, s) == {
+        "live": v3,
+        "directory": admin.live_models(s.service_url, s)["directory"],
+        "challenger": v1,
+    }
+    registry.set_challenger(None, s)
+    assert pipeline.deploy(s)["challenger"] == {"challenger": None, "changed": True, "error": None}
+    assert admin.live_models(s.service_url, s)["challenger"] is None
+    assert run([sys.executable, "-m", "fti", "challenger", v1], env=env).returncode == 0
+    bad = run([sys.executable, "-m", "fti", "challenger", v3], env=env, check=False)
+    assert bad.returncode == 1 and "is the champion" in bad.stderr
+
+    # make rollback = python -m fti rollback: the version live before the current one
     out = run([sys.executable, "-m", "fti", "rollback"], env=env, timeout=300)
     assert f"model version {v1}" in out.stdout
     assert _served_version(s) == v1
+    # the challenger became the champion: it shadows no more
+    assert admin.live_models(s.service_url, s)["challenger"] is None
     assert (s.serving_dir / "service.pid").read_text() == pid
     entries = rollout.history(s)
     assert [e["model_version"] for e in entries] == [v1, v3, v1]

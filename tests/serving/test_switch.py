@@ -4,43 +4,21 @@ live when it started; admin calls without the token change nothing."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from helpers import http, next_day_flight
 
-from serving import model
-from training import train
+from fti.ground.settings import get_settings
+from serving import inference_log, model
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "test-admin-token"
-
-
-@pytest.fixture(scope="module")
-def second_model(snapshot, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("second-model")
-    train.train(snapshot, out, epochs=1)
-    model.write_version(out, "test-2")
-    return out
-
-
-@pytest.fixture(scope="module")
-def nan_model(served_model, tmp_path_factory) -> Path:
-    """The served model with its weights set to NaN: it loads, and scores NaN."""
-    import torch
-
-    out = tmp_path_factory.mktemp("nan-model") / "model"
-    shutil.copytree(served_model, out)
-    saved = torch.load(out / model.MODEL_FILE, map_location="cpu", weights_only=False)
-    saved["state_dict"] = {k: v * float("nan") for k, v in saved["state_dict"].items()}
-    torch.save(saved, out / model.MODEL_FILE)
-    model.write_version(out, "test-nan")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +35,15 @@ def flight(real_tables):
     return next_day_flight(real_tables)
 
 
+def answers_flight_id(flight: dict) -> str:
+    """The flight key the service answers for ``flight`` (its local date and time)."""
+    day, clock = flight["sched_dep_ts"].split("T")
+    return (
+        f"{day.replace('-', '')}-{flight['carrier']}{flight['flight']}-{flight['origin']}-"
+        f"{clock[:2]}{clock[3:5]}"
+    )
+
+
 class Load:
     """Clients calling /predict as fast as they are answered, each answer recorded as
     (sent, answered, status, model version)."""
@@ -69,13 +56,13 @@ class Load:
     def _run(self):
         with httpx.Client(timeout=10) as client:
             while not self.stop.is_set():
-                sent = time.monotonic()
+                sent = time.time()
                 try:
                     r = client.post(f"{self.url}/predict", json=self.flight)
                     version = r.json()[0]["model_version"] if r.status_code == 200 else None
-                    self.answers.append((sent, time.monotonic(), r.status_code, version))
+                    self.answers.append((sent, time.time(), r.status_code, version))
                 except Exception as err:  # a dropped connection is a failed request too
-                    self.answers.append((sent, time.monotonic(), repr(err), None))
+                    self.answers.append((sent, time.time(), repr(err), None))
 
     def __enter__(self):
         for t in self.threads:
@@ -107,11 +94,11 @@ def test_switches_under_load_drop_no_request(
             (nan_model, 422),  # a rollout of a model that fails its check
             (served_model, 200),  # a rollback: the same swap, to the previous version
         ):
-            t0 = time.monotonic()
+            t0 = time.time()
             status, body = _admin(
                 url, "POST", {"version": model.read_version(target), "model_dir": str(target)}
             )
-            events.append((t0, time.monotonic(), status, body))
+            events.append((t0, time.time(), status, body))
             assert status == expect, body
             time.sleep(2)
     answers = load.answers
@@ -143,6 +130,24 @@ def test_switches_under_load_drop_no_request(
     wrong = [a for a in answers if a[3] not in live_over(a[0], a[1])]
     assert wrong == [], wrong[:5]
     assert {a[3] for a in answers} == {"test-1", "test-2"}
+
+    # the inference log says the same: each row's version is the one live over its request
+    # (answered_at - latency_ms .. answered_at), one row per answer of this test's window
+    time.sleep(3)  # the log's next write (FTI_INFERENCE_LOG_FLUSH_S=2)
+    logged = inference_log.read(get_settings())
+    epoch = pd.Timestamp(0, tz="UTC")
+    at = (logged["answered_at"] - epoch).dt.total_seconds()
+    mine = logged[(at >= answers[0][0]) & (at <= answers[-1][1] + 0.5)]
+    mine = mine[mine["flight_id"] == answers_flight_id(flight)]
+    assert len(mine) == len(answers), (len(mine), len(answers))
+    ends = (mine["answered_at"] - epoch).dt.total_seconds()
+    starts = ends - mine["latency_ms"] / 1000
+    wrong = [
+        (s, e, v)
+        for s, e, v in zip(starts, ends, mine["model_version"], strict=True)
+        if v not in live_over(s, e)
+    ]
+    assert wrong == [], wrong[:5]
 
 
 def test_admin_calls_without_the_token_change_nothing(service, second_model):

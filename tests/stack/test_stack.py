@@ -415,3 +415,124 @@ def test_no_secret_in_logs_or_rendered_fields(stack, cycle):
     assert len(rendered) > 20 and any(rendered), rendered[:5]
     for name, value in stack.secrets.items():
         assert value not in text, f"{name} appears in a rendered template field"
+
+
+# the serving container's own Python: two more versions of the champion's model registered, one
+# a clone that answers, one whose weights are NaN (it loads, and fails the switch's check)
+_REGISTER_VERSIONS = """
+import json, shutil, tempfile, torch
+from pathlib import Path
+from fti.ground.settings import get_settings
+from serving import model as served
+from training import registry
+s = get_settings()
+champion = str(registry.champion(s).version)
+staged = served.stage_champion(s)
+results = {"validation": {}, "test": {}, "samples_per_second": 1.0}
+clone = registry.register(staged, results, {"code_version": "stack clone"}, s)[1]
+with tempfile.TemporaryDirectory() as tmp:
+    nan = Path(tmp) / "nan"
+    shutil.copytree(staged, nan)
+    saved = torch.load(nan / "model.pt", weights_only=False)
+    saved["state_dict"] = {k: v * float("nan") for k, v in saved["state_dict"].items()}
+    torch.save(saved, nan / "model.pt")
+    broken = registry.register(nan, results, {"code_version": "stack nan"}, s)[1]
+print(json.dumps({"champion": champion, "clone": str(clone), "nan": str(broken)}))
+"""
+
+
+def _alias(stack, alias: str, version: str | None) -> None:
+    """Move (or, with None, delete) an alias of the stack's registered model with the MLflow
+    client against the stack's tracking server, as a person or a CD system would."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stack.url["mlflow"])
+    if version is None:
+        client.delete_registered_model_alias("flight_delay", alias)
+    else:
+        client.set_registered_model_alias("flight_delay", alias, version)
+
+
+def test_switches_through_the_serving_container_under_load_drop_no_request(stack, cycle):
+    """The compose runtime: the champion alias moved to another version, to one that fails its
+    check, and back, while a client calls /predict at more than 50 requests a second; a
+    challenger named meanwhile shadows it. Every request is answered, each by the version live
+    when it started, and the serving container is never restarted."""
+    import threading
+
+    import httpx
+
+    url = stack.url["serving"]
+    before = stack.containers()["serving"]
+    v = _python_in(stack, "serving", _REGISTER_VERSIONS)
+    flight = _real_flight(DAYS[-1])
+    answers: list = []
+    stop = threading.Event()
+
+    def client():
+        with httpx.Client(timeout=10) as c:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    r = c.post(url + "/predict", json=flight)
+                    got = r.json()[0]["model_version"] if r.status_code == 200 else r.text
+                    answers.append((sent, time.monotonic(), r.status_code, got))
+                except Exception as err:  # a dropped connection is a failed request too
+                    answers.append((sent, time.monotonic(), repr(err), None))
+
+    def serves(version: str, timeout: float = 90) -> float:
+        """When the first answer of ``version`` came back."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [a[1] for a in list(answers) if a[3] == version]
+            if got:
+                return min(got)
+            time.sleep(0.5)
+        raise AssertionError(f"the service never answered with version {version}")
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    switches = []
+    try:
+        time.sleep(3)
+        _alias(stack, "champion", v["clone"])
+        switches.append((v["clone"], serves(v["clone"])))
+        _alias(stack, "challenger", v["champion"])
+        time.sleep(8)  # the supervisor's next polls: the running server shadows it
+        # a version that fails its check: refused by the running server, which keeps the clone
+        _alias(stack, "champion", v["nan"])
+        time.sleep(12)  # four polls of the supervisor (FTI_SERVING_POLL_S=3)
+        _alias(stack, "champion", v["champion"])  # the rollback
+        switches.append((v["champion"], serves(v["champion"])))
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        _alias(stack, "champion", v["champion"])
+        _alias(stack, "challenger", None)
+    seconds = time.monotonic() - started
+    failed = [a for a in answers if a[2] != 200]
+    assert not failed, failed[:5]
+    assert len(answers) / seconds >= 50, (len(answers), seconds)
+    assert {a[3] for a in answers} == {v["champion"], v["clone"]}  # never the NaN one
+    # after the first answer of a new version, every request sent later got it (or a later one)
+    for i, (version, first) in enumerate(switches):
+        until = switches[i + 1][1] if i + 1 < len(switches) else float("inf")
+        wrong = [a for a in answers if first < a[0] and a[1] < until and a[3] != version]
+        assert not wrong, (version, wrong[:5])
+    # the challenger shadowed the clone in the inference log of the shared offline store
+    logged = _python_in(
+        stack,
+        "serving",
+        "import json; from serving import inference_log; from fti.ground.settings import "
+        "get_settings; df = inference_log.read(get_settings()); "
+        "print(json.dumps(sorted(df[df.challenger_version.notna()].groupby("
+        "['model_version', 'challenger_version']).size().index.map(list).tolist())))",
+    )
+    assert [v["clone"], v["champion"]] in logged, logged
+    # the same container and process throughout: switched inside it
+    after = stack.containers()["serving"]
+    assert after["id"] == before["id"] and after["restarts"] == before["restarts"]

@@ -91,10 +91,10 @@ TEMPLATE = """<!doctype html>
 
 <section id="models"><h2>Models</h2>
 {% set s = sections.models %}{% if not s.available %}{{ unavailable(s) }}{% else %}
-<div class="meta">registered model {{ s.data.name }}; champion: <span id="champion">{{ ("v" ~ s.data.champion) if s.data.champion else "none" }}</span>{% if s.data.note %}; {{ s.data.note }}{% endif %}</div>
+<div class="meta">registered model {{ s.data.name }}; champion: <span id="champion">{{ ("v" ~ s.data.champion) if s.data.champion else "none" }}</span>; shadow challenger: <span id="challenger">{{ ("v" ~ s.data.challenger) if s.data.challenger else "none" }}</span>{% if s.data.note %}; {{ s.data.note }}{% endif %}</div>
 {% if s.data.versions %}<table><tr><th>version</th><th>registered</th><th>gate</th><th>ROC AUC</th><th>log loss</th><th>calibration error</th><th>baseline ROC AUC</th><th>champion's ROC AUC then</th><th>data interval</th><th>reasons</th></tr>
 {% for v in s.data.versions %}<tr data-version="{{ v.version }}" class="{{ 'champion' if v.champion else '' }}">
-<td>v{{ v.version }}{% if v.champion %} (champion){% endif %}</td><td>{{ v.created or "" }}</td>
+<td>v{{ v.version }}{% if v.champion %} (champion){% endif %}{% if v.challenger %} (challenger){% endif %}</td><td>{{ v.created or "" }}</td>
 <td class="{{ v.decision or '' }}">{{ v.decision or "no decision" }}</td>
 {% set c = v.candidate or {} %}
 <td class="num">{{ c.roc_auc if c.roc_auc is not none else "" }}</td>
@@ -139,7 +139,14 @@ TEMPLATE = """<!doctype html>
 <table><tr><th>day</th><th>model</th><th>ROC AUC</th><th>calibration error</th><th>labelled flights</th></tr>
 {% for p in d.performance %}<tr data-day="{{ p.day }}"><td>{{ p.day }}</td><td>v{{ p.model_version }}</td>
 <td class="num">{{ p.roc_auc if p.roc_auc is not none else p.labels }}</td><td class="num">{{ p.calibration_error if p.calibration_error is not none else "" }}</td><td class="num">{{ p.labelled if p.labelled is not none else "" }}</td></tr>{% endfor %}
-</table></div></div>{% endif %}{% endif %}
+</table></div></div>{% endif %}
+<h3>Champion vs shadow challenger on live traffic (labelled days)</h3>
+{% if d.challenger %}<table><tr><th>day</th><th>champion</th><th>challenger</th><th>labelled requests</th><th>champion ROC AUC</th><th>challenger ROC AUC</th><th>champion log loss</th><th>challenger log loss</th><th>winner</th></tr>
+{% for c in d.challenger %}<tr data-challenger-day="{{ c.day }}" class="{{ c.winner or '' }}"><td>{{ c.day }}</td><td>v{{ c.champion_version }}</td><td>v{{ c.challenger_version }}</td><td class="num">{{ c.rows }}</td>
+<td class="num">{{ c.champion_roc_auc if c.champion_roc_auc is not none else "" }}</td><td class="num">{{ c.challenger_roc_auc if c.challenger_roc_auc is not none else "" }}</td>
+<td class="num">{{ c.champion_log_loss if c.champion_log_loss is not none else "" }}</td><td class="num">{{ c.challenger_log_loss if c.challenger_log_loss is not none else "" }}</td>
+<td>{{ c.winner or "none" }}: {{ c.verdict }}</td></tr>{% endfor %}
+</table>{% else %}<p>no challenger has shadowed the champion on a labelled day{% if d.promote_after_days %}; a challenger that wins {{ d.promote_after_days }} labelled days in a row is promoted{% endif %}</p>{% endif %}{% endif %}
 </section>
 <script>
 // Airflow shows this page in an iframe sandboxed without top navigation or pop-ups, but of

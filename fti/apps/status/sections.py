@@ -373,6 +373,7 @@ def models(settings: Settings) -> dict[str, Any]:
     except MlflowException:
         aliases = {}
     champion = aliases.get("champion")
+    challenger = aliases.get("challenger")
     versions = []
     for mv in sorted(found, key=lambda m: int(m.version), reverse=True):
         tags = mv.tags or {}
@@ -387,6 +388,7 @@ def models(settings: Settings) -> dict[str, Any]:
                 if mv.creation_timestamp
                 else None,
                 "champion": str(mv.version) == str(champion),
+                "challenger": str(mv.version) == str(challenger),
                 "aliases": sorted(a for a, v in aliases.items() if str(v) == str(mv.version)),
                 "decision": tags.get("gate.decision"),
                 "reasons": tags.get("gate.reasons"),
@@ -400,6 +402,7 @@ def models(settings: Settings) -> dict[str, Any]:
     return {
         "name": name,
         "champion": str(champion) if champion is not None else None,
+        "challenger": str(challenger) if challenger is not None else None,
         "versions": versions,
     }
 
@@ -557,7 +560,8 @@ def _rate(url: str, requests: int | None, entry: dict | None) -> tuple[float | N
 
 
 def monitoring(settings: Settings) -> dict[str, Any]:
-    """The latest day's drift per feature with the threshold, and realised accuracy by day."""
+    """The latest day's drift per feature with the threshold, realised accuracy by day, and
+    the shadow challenger against the champion on the labelled days."""
     folder = settings.monitoring_dir
     days = (
         sorted(
@@ -569,7 +573,13 @@ def monitoring(settings: Settings) -> dict[str, Any]:
         else []
     )
     if not days:
-        return {"threshold": settings.drift_psi_threshold, "latest": None, "performance": []}
+        return {
+            "threshold": settings.drift_psi_threshold,
+            "latest": None,
+            "performance": [],
+            "challenger": [],
+            "promote_after_days": settings.challenger_promote_after_days,
+        }
     latest = json.loads((folder / days[-1] / "metrics.json").read_text())
     ignored = set(latest.get("ignored") or [])
     threshold = latest.get("threshold", settings.drift_psi_threshold)
@@ -583,9 +593,27 @@ def monitoring(settings: Settings) -> dict[str, Any]:
         }
         for f, v in sorted(psi.items(), key=lambda kv: -(kv[1] or 0))
     ]
-    performance = []
+    performance, challenger = [], []
     for day in days[-MONITORING_DAYS:]:
         m = json.loads((folder / day / "metrics.json").read_text())
+        shadow = m.get("challenger") or {}
+        pairs = (shadow.get("pairs") or []) if shadow.get("labels") == "landed" else []
+        for pair in pairs:
+            champ, chall = pair.get("champion") or {}, pair.get("challenger") or {}
+            challenger.append(
+                {
+                    "day": day,
+                    "champion_version": pair["champion_version"],
+                    "challenger_version": pair["challenger_version"],
+                    "rows": pair["rows"],
+                    "champion_roc_auc": champ.get("roc_auc"),
+                    "challenger_roc_auc": chall.get("roc_auc"),
+                    "champion_log_loss": champ.get("log_loss"),
+                    "challenger_log_loss": chall.get("log_loss"),
+                    "winner": pair.get("winner"),
+                    "verdict": pair.get("verdict"),
+                }
+            )
         p = m.get("performance") or {}
         performance.append(
             {
@@ -610,6 +638,8 @@ def monitoring(settings: Settings) -> dict[str, Any]:
             "report": f"monitoring/{days[-1]}/index.html",
         },
         "performance": performance,
+        "challenger": challenger,
+        "promote_after_days": settings.challenger_promote_after_days,
     }
 
 
