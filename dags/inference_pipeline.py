@@ -14,7 +14,10 @@ offline features as of that day's start, validated (Great Expectations) and publ
 day's predictions partition; rerunning a run scores the same day again. **monitor**: feature and prediction drift (PSI) against the
 champion's training set, realised accuracy once labels land, an HTML report per day.
 **drift**: emits `fti_drift`, which schedules the training pipeline, only when a feature
-crossed `FTI_DRIFT_PSI_THRESHOLD`.
+crossed `FTI_DRIFT_PSI_THRESHOLD` on each of the last `FTI_DRIFT_PERSIST_DAYS` scored days.
+**performance**: emits `fti_performance` (training runs on it too) when the live model's rolling
+realised ROC AUC (`FTI_PERFORMANCE_WINDOW_DAYS` labelled days) is more than
+`FTI_PERFORMANCE_ALARM_MARGIN` below the ROC AUC its gate promised.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from fti.ground.assets import DRIFT, FEATURES, MODEL
+from fti.ground.assets import DRIFT, FEATURES, MODEL, PERFORMANCE
 from fti.ground.settings import get_settings
 
 SETTINGS = get_settings()
@@ -88,35 +91,61 @@ def inference_pipeline():
 
         return pipeline.monitor(scored, run_id)
 
+    def _alarm(result: dict, kind: str) -> dict:
+        return ((result.get("alarms") or {}).get(kind)) or {"alarm": False, "why": "not checked"}
+
     @task.short_circuit(ignore_downstream_trigger_rules=True)
     def drifted(result: dict) -> bool:
-        """Go on only when a feature drifted past the threshold."""
+        """Go on only when features drifted past the threshold for days in a row."""
+        verdict = _alarm(result, "drift")
         if result.get("drifted"):
-            print(
-                f"DRIFT on {result['day']}: {', '.join(result['drifted'])} above PSI "
-                f"{SETTINGS.drift_psi_threshold}; emitting fti_drift to retrain"
-            )
-            return True
-        print(f"no drift on {result.get('day')} (PSI threshold {SETTINGS.drift_psi_threshold})")
-        return False
+            print(f"drift on {result['day']}: {', '.join(result['drifted'])}")
+        print(("DRIFT ALARM: " if verdict["alarm"] else "no drift alarm: ") + verdict["why"])
+        return bool(verdict["alarm"])
 
     @task(outlets=[DRIFT])
     def drift(result: dict, outlet_events=None) -> str:
         """Emit the drift asset naming the day: the training pipeline runs on it."""
         from serving import pipeline
 
+        why = _alarm(result, "drift")["why"]
         outlet_events[DRIFT].extra = {
             "day": result["day"],
             # the day's features are as of its start: the labels are published through the day before
             "features_through": pipeline.previous_day(result["day"]).isoformat(),
+            "why": why,
         }
-        return f"{result['day']}: {', '.join(result['drifted'])}"
+        return why
+
+    @task.short_circuit(ignore_downstream_trigger_rules=True)
+    def underperformed(result: dict) -> bool:
+        """Go on only when the live model's rolling ROC AUC fell below its promise."""
+        verdict = _alarm(result, "performance")
+        print(
+            ("PERFORMANCE ALARM: " if verdict["alarm"] else "no performance alarm: ")
+            + verdict["why"]
+        )
+        return bool(verdict["alarm"])
+
+    @task(outlets=[PERFORMANCE])
+    def performance(result: dict, outlet_events=None) -> str:
+        """Emit the performance asset: the training pipeline runs on it."""
+        from serving import pipeline
+
+        why = _alarm(result, "performance")["why"]
+        outlet_events[PERFORMANCE].extra = {
+            "day": result["day"],
+            "features_through": pipeline.previous_day(result["day"]).isoformat(),
+            "why": why,
+        }
+        return why
 
     deployed = deploy()
     scored = score_next_day()
     deployed >> scored
     result = monitor(scored)
     drifted(result) >> drift(result)
+    underperformed(result) >> performance(result)
 
 
 inference_pipeline_dag = inference_pipeline()

@@ -1,8 +1,11 @@
 """
 ### Training pipeline
 
-Runs when the feature pipeline publishes (the `fti_features` asset), when the inference
-pipeline reports drift (`fti_drift`), or by hand.
+Scheduled on the feature pipeline's `fti_features`, the inference pipeline's sustained drift
+(`fti_drift`) and performance alarm (`fti_performance`) assets, and by hand.
+**trigger**: why this run trains (`training/triggers.py`): a performance alarm, sustained drift,
+the weekly schedule (`FTI_TRAINING_EVERY_DAYS` data days past the last training's data) or a
+manual run; a feature day alone inside the week is skipped, saying when training is due.
 **build_training_set**: every departed flight up to the day the triggering event published
 (a manual run: its `through` parameter, else the latest published day), joined
 point-in-time to `flight_delay_v1`, validated (Great Expectations), split by time and saved with
@@ -10,7 +13,9 @@ its content hash. **train**: `python -m training train` as a local process (embe
 or in a GPU pod through the KubernetesPodOperator (`FTI_TRAINING_RUNTIME=kubernetes`).
 **evaluate**: the candidate, a gradient-boosting baseline and the current champion on the same
 test window; every model version is registered in MLflow with the decision and its numbers, and
-only a promoted one moves the `champion` alias and emits `fti_model`.
+only a promoted one moves the `champion` alias and emits `fti_model` (one that passes every
+threshold but the champion margin becomes the shadow `challenger`). The version records its
+trigger.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from fti.ground.assets import DRIFT, FEATURES, MODEL
+from fti.ground.assets import DRIFT, FEATURES, MODEL, PERFORMANCE
 from fti.ground.settings import get_settings
 
 SETTINGS = get_settings()
@@ -28,8 +33,8 @@ SETTINGS = get_settings()
 
 @dag(
     dag_id="training_pipeline",
-    # new features, or the inference pipeline saw the inputs drift from the training set
-    schedule=(FEATURES | DRIFT),
+    # new features (trained weekly), or the inference pipeline's alarms (trained at once)
+    schedule=(FEATURES | DRIFT | PERFORMANCE),
     start_date=pendulum.datetime(2013, 1, 1, tz=SETTINGS.timezone),
     catchup=False,
     max_active_runs=1,
@@ -50,17 +55,30 @@ def training_pipeline():
     """The training pipeline: training set, training, gate (see the module docstring)."""
 
     @task
-    def build_training_set(run_id=None, triggering_asset_events=None, params=None) -> dict:
+    def trigger(triggering_asset_events=None, params=None) -> dict:
+        """Why this run trains; skipped (with everything after it) when nothing calls for it."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from training import triggers
+
+        decided = triggers.decide(triggering_asset_events, params)
+        print(f"trigger: {decided.reason or 'none'}: {decided.why}")
+        if decided.reason is None:
+            raise AirflowSkipException(f"no training: {decided.why}")
+        return decided.as_dict()
+
+    @task
+    def build_training_set(why: dict, run_id=None) -> dict:
         """Point-in-time training set, validated and saved as a hashed snapshot."""
         from fti.ground import runs
         from training import pipeline
 
-        through = runs.latest_day(
-            triggering_asset_events, {FEATURES: "last_day", DRIFT: "features_through"}
-        ) or runs.requested_day(params, "through")
-        return runs.fail_fast(pipeline.build_training_set)(run_id, through=through)
+        through = runs.requested_day(why, "through")
+        return runs.fail_fast(pipeline.build_training_set)(
+            run_id, through=through, trigger=why["reason"]
+        )
 
-    built = build_training_set()
+    built = build_training_set(trigger())
     if SETTINGS.training_runtime == "kubernetes":
         from training.pipeline import training_pod_operator
 

@@ -121,11 +121,11 @@ def features_as_of(flights: pd.DataFrame, as_of: datetime, settings: Settings) -
     """
     import pandas as pd
 
-    from training.dataset import point_in_time_join
+    from training.dataset import as_of_stamp, point_in_time_join
 
     spine = flights.copy()
-    spine["event_timestamp"] = pd.Timestamp(as_of).tz_convert("UTC") - pd.Timedelta(microseconds=1)
-    spine["event_timestamp"] = spine["event_timestamp"].astype("datetime64[us, UTC]")
+    # the training rows' rule too (training.dataset.load_spine): the same features by construction
+    spine["event_timestamp"] = as_of_stamp(pd.Series(pd.Timestamp(as_of), index=spine.index))
     out = point_in_time_join(spine, settings)
     out["prediction_ts"] = pd.Timestamp(as_of).tz_convert("UTC")
     out["prediction_ts"] = out["prediction_ts"].astype("datetime64[us, UTC]")

@@ -197,7 +197,8 @@ def apply_rule(settings: Settings | None = None) -> dict[str, Any] | None:
         return None
     pair = (str(champion.version), str(shadow.version))
     days = []
-    for comparison in comparisons(settings):
+    # the reports of the last N + 30 days: enough for a run of N, without reading a year
+    for comparison in comparisons(settings, last=n + 30):
         for p in comparison["pairs"]:
             if (p["champion_version"], p["challenger_version"]) == pair and p["winner"]:
                 days.append((comparison["day"], p["winner"]))

@@ -264,7 +264,7 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
     """
     import pandas as pd
 
-    from serving import challenger
+    from serving import alarms, challenger
     from training.gate import score
 
     settings = settings or get_settings()
@@ -315,6 +315,9 @@ def monitor_day(day: date | str, run_id: str = "manual", settings: Settings | No
         "prediction_drifted": prediction_psi > threshold,
         "labels": "landed" if performance is not None else LABELS_NOT_LANDED,
         "performance": _clean(performance),
+        # what the model's gate measured on its test window, with features as of each day's
+        # start like these predictions: the number the realised one is held to
+        "promised_roc_auc": alarms.promised_roc_auc(version, settings),
         # the shadow challenger against the champion on the day's online traffic (None: no
         # challenger shadowed it)
         "challenger": _clean(challenger.compare_day(day, settings)),

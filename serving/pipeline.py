@@ -1,6 +1,7 @@
 """The inference pipeline's steps, one function per DAG task (the DAG file only wires them).
 
-deploy (the champion as the live service) -> score_next_day (batch) -> monitor -> [drift asset].
+deploy (the champion as the live service) -> score_next_day (batch) -> monitor -> [drift and
+performance assets, on their alarms].
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ def score_next_day(
 @step
 def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = None) -> dict:
     """Drift for the scored day; realised performance (and the shadow challenger against the
-    champion) for the day before, whose labels landed; the challenger promoted and deployed
+    champion) for the day before, whose labels landed; the drift and performance alarms
+    (``serving.alarms``); the challenger promoted and deployed
     when the rule (``FTI_CHALLENGER_PROMOTE_AFTER_DAYS``) says it won."""
-    from serving import batch, challenger, monitoring
+    from serving import alarms, batch, challenger, monitoring
 
     settings = settings or get_settings()
     if not scored.get("day"):
@@ -121,6 +123,9 @@ def monitor(scored: dict, run_id: str = "manual", settings: Settings | None = No
             "performance": earlier["performance"],
             "challenger": earlier["challenger"],
         }
+    # the alarms that retrain: inputs drifted for days in a row, realised ROC AUC below the
+    # live model's promise (serving.alarms)
+    out["alarms"] = alarms.check(scored["day"], previous, settings)
     promoted = challenger.apply_rule(settings)
     if promoted is not None:  # the challenger won its days: it answers from now on
         out["promoted"] = {**promoted, "deployed": deploy(settings)}

@@ -102,3 +102,15 @@ def snapshot(two_days, tmp_path_factory):
     )
     path, _ = dataset.write_snapshot(df, tmp_path_factory.mktemp("snap"))
     return path
+
+
+@pytest.fixture(scope="session")
+def served_model(snapshot, tmp_path_factory) -> Path:
+    """A model trained on the session's snapshot, with its version recorded beside it."""
+    from serving import model
+    from training import train
+
+    out = tmp_path_factory.mktemp("served-model")
+    train.train(snapshot, out, epochs=2)
+    model.write_version(out, "test-1")
+    return out

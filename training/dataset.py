@@ -1,8 +1,11 @@
 """Training sets: a spine of flights joined point-in-time to the features of ``flight_delay_v1``.
 
 The spine is one row per departed flight (from the ``flight_labels`` offline view), stamped at
-its scheduled departure minus the prediction horizon (2 h by default): the features a row gets
-are those known that long before the flight leaves.
+its prediction time (``FTI_TRAINING_AS_OF``): by default the start of the flight's local day,
+the instant batch scoring and the replayed online service read features as of
+(:func:`as_of_stamp`, the same for both), so a training row holds exactly the features the
+serving paths give the same flight and the gate's test metrics are what they deliver;
+``horizon``: its scheduled departure minus ``FTI_PREDICTION_HORIZON_HOURS``.
 
 ``point_in_time_join`` is the project's own path: a DuckDB ``ASOF JOIN`` per feature view over
 the same parquet files Feast reads, with Feast's semantics (the latest feature row at or before
@@ -33,14 +36,33 @@ if TYPE_CHECKING:
 SPINE_COLUMNS = ["flight_id", "carrier", "origin", "dest", "tailnum", "sched_dep_ts"]
 
 
+def as_of_stamp(instant):
+    """The timestamp a point-in-time join looks up features at for prediction time
+    ``instant`` (a timestamp or a column of them): one microsecond before it, in UTC
+    microseconds. Feature rows stamped exactly at a local midnight belong to the interval that
+    starts there, which is not published yet at that instant."""
+    import pandas as pd
+
+    if isinstance(instant, pd.Series):
+        return (instant.dt.tz_convert("UTC") - pd.Timedelta(microseconds=1)).astype(
+            "datetime64[us, UTC]"
+        )
+    return pd.Timestamp(instant).tz_convert("UTC") - pd.Timedelta(microseconds=1)
+
+
+def day_start(ts: pd.Series, tz: str) -> pd.Series:
+    """The start (local midnight in ``tz``) of each timestamp's local day."""
+    return ts.dt.tz_convert(tz).dt.normalize()
+
+
 def load_spine(
     settings: Settings | None = None,
     first: date | None = None,
     last: date | None = None,
-    horizon: timedelta = timedelta(hours=2),
 ) -> pd.DataFrame:
-    """Departed flights of the local days ``first..last`` with their label, stamped at
-    scheduled departure minus ``horizon``."""
+    """Departed flights of the local days ``first..last`` with their label, stamped at their
+    prediction time (``FTI_TRAINING_AS_OF``: their local day's start, or the horizon before
+    departure)."""
     import pyarrow.dataset as ds
 
     settings = settings or get_settings()
@@ -56,7 +78,11 @@ def load_spine(
         filt = f2 if filt is None else filt & f2
     table = dataset.to_table(columns=[*SPINE_COLUMNS, key.label], filter=filt)
     spine = table.to_pandas()
-    spine["event_timestamp"] = spine["sched_dep_ts"] - horizon
+    if settings.training_as_of == "day_start":
+        spine["event_timestamp"] = as_of_stamp(day_start(spine["sched_dep_ts"], settings.timezone))
+    else:
+        horizon = timedelta(hours=settings.prediction_horizon_hours)
+        spine["event_timestamp"] = spine["sched_dep_ts"] - horizon
     return spine.sort_values(["event_timestamp", "flight_id"], ignore_index=True)
 
 

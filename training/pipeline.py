@@ -35,7 +35,10 @@ def latest_label_day(settings: Settings) -> date:
 
 @step
 def build_training_set(
-    run_id: str = "manual", settings: Settings | None = None, through: date | None = None
+    run_id: str = "manual",
+    settings: Settings | None = None,
+    through: date | None = None,
+    trigger: str = "manual",
 ) -> dict:
     """Spine + point-in-time join of the days up to ``through`` (the day the triggering event
     published; the latest published day when None), validated, split, saved."""
@@ -53,6 +56,10 @@ def build_training_set(
     else:
         cutoff = through
     first = settings.first_day
+    if settings.training_as_of == "day_start":
+        # the data set's first day is predicted as of its start, when nothing is published yet:
+        # no path ever scores it, so it is no training row either
+        first += timedelta(days=1)
     spine = dataset.load_spine(settings, first=first, last=cutoff)
     df = dataset.join_features(spine, settings)
     nxt = cutoff + timedelta(days=1)
@@ -87,6 +94,7 @@ def build_training_set(
         "through": cutoff.isoformat(),
         "feature_service": contract(settings).feature_service,
         "against_previous": against,
+        "trigger": trigger,
     }
 
 
@@ -229,6 +237,8 @@ def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> di
         "feature_service": built["feature_service"],
         "data_interval": built["data_interval"],
         "code_version": _code_version(),
+        # why this run trained (training.triggers): schedule, drift, performance or manual
+        "trigger": built.get("trigger", "manual"),
     }
     _, version = registry.register(
         Path(trained["model_dir"]), trained["metrics"], lineage, settings
@@ -246,6 +256,7 @@ def evaluate(built: dict, trained: dict, settings: Settings | None = None) -> di
         "promote": decision.promote,
         "challenger": decision.challenger,
         "decision": decision.describe(),
+        "trigger": lineage["trigger"],
         "through": built.get("through"),
         **numbers,
     }

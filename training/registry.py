@@ -136,6 +136,18 @@ def promote(version: str, tags: dict[str, str], settings: Settings | None = None
         client.delete_registered_model_alias(name, CHALLENGER)
 
 
+def versions(settings: Settings | None = None) -> list:
+    """Every registered version of the model (none before the first)."""
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    _, client = _client(settings)
+    try:
+        return list(client.search_model_versions(f"name = '{settings.model_name}'"))
+    except MlflowException:
+        return []
+
+
 def model_version(version: str, settings: Settings | None = None):
     """Registered version ``version`` of the model; ``LookupError`` naming the versions there
     are when it does not exist."""

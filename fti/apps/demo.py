@@ -197,7 +197,11 @@ def run_training(settings: Settings, log: Path | None = None, through: date | No
     (default: the latest published day); returns what its tasks reported."""
     conf = {"through": through.isoformat()} if through else None
     return _run_once(
-        settings, "training_pipeline", ("build_training_set", "train", "evaluate"), log, conf
+        settings,
+        "training_pipeline",
+        ("trigger", "build_training_set", "train", "evaluate"),
+        log,
+        conf,
     )
 
 

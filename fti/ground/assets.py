@@ -6,5 +6,9 @@ from airflow.sdk import Asset
 FEATURES = Asset(name="fti_features", uri="fti://features/flight_delay_v1", group="fti")
 #: emitted by training_pipeline when a new champion model is promoted
 MODEL = Asset(name="fti_model", uri="fti://models/flight_delay/champion", group="fti")
-#: emitted by inference_pipeline when a scored day's inputs drift past the threshold
+#: emitted by inference_pipeline when inputs drift past the threshold for several days in a row
 DRIFT = Asset(name="fti_drift", uri="fti://monitoring/flight_delay/drift", group="fti")
+#: emitted by inference_pipeline when the live model's realised ROC AUC falls below its promise
+PERFORMANCE = Asset(
+    name="fti_performance", uri="fti://monitoring/flight_delay/performance", group="fti"
+)

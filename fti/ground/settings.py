@@ -190,11 +190,48 @@ class Settings(BaseSettings):
         description="replay: 'now' is the end of the latest materialized interval (the demo "
         "replays 2013); wall: the real clock (live data).",
     )
+    training_as_of: Literal["day_start", "horizon"] = Field(
+        default="day_start",
+        description="The prediction time training rows are stamped at. day_start: the start of "
+        "the flight's local day, the instant batch scoring and the replayed online service read "
+        "features as of, so the gate measures what serving delivers; horizon: "
+        "PREDICTION_HORIZON_HOURS before departure (only honest when the feature pipeline "
+        "delivers features at that cadence).",
+    )
     prediction_horizon_hours: float = Field(
-        default=2.0, description="Training rows are stamped this long before departure."
+        default=2.0,
+        description="TRAINING_AS_OF=horizon: training rows are stamped this long before departure.",
     )
     drift_psi_threshold: float = Field(
         default=0.2, description="Population stability index above which a feature has drifted."
+    )
+    drift_persist_days: int = Field(
+        default=3,
+        ge=1,
+        description="A drift alarm (and the retraining it schedules) needs a feature drifted on "
+        "this many scored days in a row.",
+    )
+    performance_window_days: int = Field(
+        default=7, ge=1, description="Labelled days in the rolling realised performance."
+    )
+    performance_alarm_margin: float = Field(
+        default=0.03,
+        ge=0,
+        description="A performance alarm when the rolling realised ROC AUC of the live model "
+        "falls this far below the ROC AUC its gate promised.",
+    )
+    performance_min_rows: int = Field(
+        default=1000,
+        gt=0,
+        description="The rolling realised performance raises an alarm only over this many "
+        "labelled flights.",
+    )
+    training_every_days: int = Field(
+        default=7,
+        ge=0,
+        description="Scheduled retraining: when the published features are this many (data) "
+        "days past the last training's data; alarms and manual runs train at once. 0: on every "
+        "feature day.",
     )
     drift_ignore: str = Field(
         default="dep_dow_local,dep_month_local",

@@ -554,3 +554,33 @@ def test_the_shadow_challenger_against_the_champion_shows_by_labelled_day(
     assert 'data-challenger-day="2013-02-04"' not in r.text  # no labels yet: nothing compared
     data = _status(client, token)["sections"]["monitoring"]["data"]
     assert [c["day"] for c in data["challenger"]] == ["2013-02-03"]
+
+
+def test_the_alarm_history_and_the_promise_show_beside_realised_performance(
+    client, token, tmp_path, env
+):
+    from fti.ground import files
+    from fti.ground.settings import Settings
+    from serving import alarms
+
+    home = Settings(home=tmp_path / "home")
+    files.write_json(
+        home.monitoring_dir / "2013-02-03" / "metrics.json",
+        {
+            "day": "2013-02-03",
+            "model_version": "3",
+            "feature_psi": {},
+            "promised_roc_auc": 0.6612,
+            "performance": {"roc_auc": 0.6021, "labelled": 840},
+        },
+    )
+    alarms.record(home, date(2013, 2, 3), "performance", "rolling ROC AUC 0.6021 vs 0.6612")
+    env(FTI_HOME=str(tmp_path / "home"))
+    r = client.get("/fti/", headers={"Authorization": f"Bearer {token}"})
+    (row,) = re.findall(r'<tr data-day="2013-02-03".*?</tr>', r.text, re.S)
+    cells = [_text(c) for c in re.findall(r"<td[^>]*>.*?</td>", row, re.S)]
+    assert cells[:4] == ["2013-02-03", "v3", "0.6612", "0.6021"]
+    (alarm,) = re.findall(r'<tr data-alarm="performance".*?</tr>', r.text, re.S)
+    assert "rolling ROC AUC 0.6021 vs 0.6612" in _text(alarm)
+    data = _status(client, token)["sections"]["monitoring"]["data"]
+    assert [a["kind"] for a in data["alarms"]] == ["performance"]

@@ -135,15 +135,6 @@ def champion_home(snapshot, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def served_model(snapshot, tmp_path_factory) -> Path:
-    """A model trained on the session's snapshot, with its version recorded beside it."""
-    out = tmp_path_factory.mktemp("served-model")
-    train.train(snapshot, out, epochs=2)
-    model.write_version(out, "test-1")
-    return out
-
-
-@pytest.fixture(scope="session")
 def second_model(snapshot, tmp_path_factory) -> Path:
     """Another model trained on the session's snapshot (one epoch), version ``test-2``."""
     out = tmp_path_factory.mktemp("second-model")

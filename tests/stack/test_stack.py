@@ -339,7 +339,7 @@ def _kill_scheduler_during(stack, dag_id: str, logical_date: str | None, task_id
 
 
 def test_scheduler_killed_mid_run_finishes_without_duplicates(stack, cycle):
-    day = "2013-01-04"
+    day = "2013-01-05"
     # a feature day whose Spark job dies with the scheduler
     _kill_scheduler_during(stack, "feature_pipeline", _local_midnight(day), "compute_features")
     parts = _partitions_without_duplicates(stack, day)
@@ -347,7 +347,7 @@ def test_scheduler_killed_mid_run_finishes_without_duplicates(stack, cycle):
         assert p["files"] == 1 and p["rows"] > 0 and p["duplicates"] == 0, (view, p)
     # batch scoring killed the same way: the next day's predictions, once
     _kill_scheduler_during(stack, "inference_pipeline", None, "score_next_day")
-    preds = _predictions_without_duplicates(stack, "2013-01-05")
+    preds = _predictions_without_duplicates(stack, "2013-01-06")
     assert preds["files"] == 1 and preds["rows"] > 0 and preds["duplicates"] == 0, preds
 
 
@@ -481,10 +481,11 @@ def test_switches_through_the_serving_container_under_load_drop_no_request(stack
                     answers.append((sent, time.monotonic(), repr(err), None))
 
     def serves(version: str, timeout: float = 90) -> float:
-        """When the first answer of ``version`` came back."""
-        deadline = time.monotonic() + timeout
+        """When the first answer of ``version`` to a request sent from now on came back."""
+        since = time.monotonic()
+        deadline = since + timeout
         while time.monotonic() < deadline:
-            got = [a[1] for a in list(answers) if a[3] == version]
+            got = [a[1] for a in list(answers) if a[3] == version and a[0] > since]
             if got:
                 return min(got)
             time.sleep(0.5)

@@ -29,16 +29,34 @@ def _same(a: pd.Series, b: pd.Series) -> pd.Series:
     return both_null | (a == b)
 
 
-def test_spine_is_every_departed_flight_at_the_horizon(spine):
+def test_spine_is_every_departed_flight_at_its_prediction_time(spine):
     labels = pd.read_parquet(get_settings().offline_dir / "flight_labels")
     labels = labels[labels["date"].astype(str) <= "2013-01-02"]
     assert len(spine) == len(labels)
-    assert (spine["sched_dep_ts"] - spine["event_timestamp"] == timedelta(hours=2)).all()
+    # the default: one microsecond before the start of the flight's local day
+    local = spine["sched_dep_ts"].dt.tz_convert("America/New_York")
+    midnight = local.dt.normalize()
+    assert (midnight.dt.hour == 0).all() and (midnight.dt.date == local.dt.date).all()
+    assert (spine["event_timestamp"] == midnight - timedelta(microseconds=1)).all()
+    # FTI_TRAINING_AS_OF=horizon: the horizon before departure
+    horizon = get_settings().model_copy(
+        update={"training_as_of": "horizon", "prediction_horizon_hours": 3.0}
+    )
+    other = dataset.load_spine(horizon, first=date(2013, 1, 1), last=date(2013, 1, 2))
+    assert (other["sched_dep_ts"] - other["event_timestamp"] == timedelta(hours=3)).all()
 
 
-def test_join_gives_feasts_cells_for_every_row(spine):
+@pytest.fixture(scope="module")
+def horizon_spine(two_days):
+    """The spine stamped 2 h before departure: distinct instants, which Feast's file store needs
+    to return a row per spine row (at the day's start most rows share keys and timestamp)."""
+    s = get_settings().model_copy(update={"training_as_of": "horizon"})
+    return dataset.load_spine(s, first=date(2013, 1, 1), last=date(2013, 1, 2))
+
+
+def test_join_gives_feasts_cells_for_every_row(horizon_spine):
     # a sample, plus rows a month later (after any day the tests publish): past every TTL
-    sample = spine.sample(250, random_state=7)
+    sample = horizon_spine.sample(250, random_state=7)
     late = sample.head(5).assign(
         event_timestamp=lambda d: d["event_timestamp"] + timedelta(days=30),
         flight_id=lambda d: d["flight_id"] + "-late",
@@ -113,7 +131,10 @@ def test_no_feature_comes_from_after_its_row(spine):
     for c in ts_cols:
         present = out[c].notna()
         assert (out.loc[present, c] <= out.loc[present, "event_timestamp"]).all()
-    report = dataset.validate(out, datetime(2013, 1, 3, tzinfo=NY), None)
+    # the data set's first day has nothing published before its start (the prediction time):
+    # the pipeline's training sets start on the second day (training.pipeline)
+    second = out[out["sched_dep_ts"].dt.tz_convert(NY).dt.date == date(2013, 1, 2)]
+    report = dataset.validate(second, datetime(2013, 1, 3, tzinfo=NY), None)
     assert report.success
 
 

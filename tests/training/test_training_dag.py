@@ -111,5 +111,24 @@ def test_local_runtime_end_to_end(two_days, good_source, monkeypatch, capsys):
         settings.model_name, result["version"]
     )
     assert mv.tags["training_set.hash"] == built["hash"]
-    assert mv.tags["data_interval"] == "2013-01-01..2013-01-05"
+    # the flights trained on: the first day is predicted as of its start, when nothing is
+    # published, so the set starts on the second (its features come from the first)
+    assert mv.tags["data_interval"] == "2013-01-02..2013-01-05"
     assert json.loads(mv.tags["gate.numbers"])["candidate"]["rows"] == built["splits"]["test"]
+    assert mv.tags["trigger"] == "manual" and t["trigger"]["reason"] == "manual"
+
+    # a feature day alone, inside the week after that training's data: the DAG runs, its
+    # trigger says why not, and nothing is trained or registered
+    from helpers import asset_events, triggered_by
+
+    from fti.ground.assets import FEATURES
+
+    jan5 = next(
+        i for i, e in reversed(asset_events(FEATURES.name)) if e["last_day"] == "2013-01-05"
+    )
+    before = len(registry.versions(settings))
+    with triggered_by([jan5]):
+        skipped = run_training(settings)
+    assert skipped["state"] == "success" and skipped["build_training_set"] is None
+    assert skipped["trigger"] is None  # skipped: no XCom
+    assert len(registry.versions(settings)) == before

@@ -136,10 +136,15 @@ TEMPLATE = """<!doctype html>
 </table></div>
 <div><h3>Realised accuracy by day</h3>
 {{ chart }}
-<table><tr><th>day</th><th>model</th><th>ROC AUC</th><th>calibration error</th><th>labelled flights</th></tr>
+<table><tr><th>day</th><th>model</th><th>promised ROC AUC</th><th>ROC AUC</th><th>calibration error</th><th>labelled flights</th></tr>
 {% for p in d.performance %}<tr data-day="{{ p.day }}"><td>{{ p.day }}</td><td>v{{ p.model_version }}</td>
+<td class="num">{{ p.promised_roc_auc if p.promised_roc_auc is not none else "" }}</td>
 <td class="num">{{ p.roc_auc if p.roc_auc is not none else p.labels }}</td><td class="num">{{ p.calibration_error if p.calibration_error is not none else "" }}</td><td class="num">{{ p.labelled if p.labelled is not none else "" }}</td></tr>{% endfor %}
 </table></div></div>{% endif %}
+<h3>Alarms</h3>
+{% if d.alarms %}<table><tr><th>day</th><th>alarm</th><th>why</th></tr>
+{% for a in d.alarms %}<tr data-alarm="{{ a.kind }}"><td>{{ a.day }}</td><td class="drifted">{{ a.kind }}</td><td>{{ a.why }}</td></tr>{% endfor %}
+</table>{% else %}<p>no drift or performance alarm raised</p>{% endif %}
 <h3>Champion vs shadow challenger on live traffic (labelled days)</h3>
 {% if d.challenger %}<table><tr><th>day</th><th>champion</th><th>challenger</th><th>labelled requests</th><th>champion ROC AUC</th><th>challenger ROC AUC</th><th>champion log loss</th><th>challenger log loss</th><th>winner</th></tr>
 {% for c in d.challenger %}<tr data-challenger-day="{{ c.day }}" class="{{ c.winner or '' }}"><td>{{ c.day }}</td><td>v{{ c.champion_version }}</td><td>v{{ c.challenger_version }}</td><td class="num">{{ c.rows }}</td>

@@ -579,6 +579,7 @@ def monitoring(settings: Settings) -> dict[str, Any]:
             "performance": [],
             "challenger": [],
             "promote_after_days": settings.challenger_promote_after_days,
+            "alarms": _alarms(settings),
         }
     latest = json.loads((folder / days[-1] / "metrics.json").read_text())
     ignored = set(latest.get("ignored") or [])
@@ -619,6 +620,7 @@ def monitoring(settings: Settings) -> dict[str, Any]:
             {
                 "day": day,
                 "model_version": m.get("model_version"),
+                "promised_roc_auc": m.get("promised_roc_auc"),
                 "roc_auc": p.get("roc_auc"),
                 "log_loss": p.get("log_loss"),
                 "calibration_error": p.get("calibration_error"),
@@ -640,7 +642,17 @@ def monitoring(settings: Settings) -> dict[str, Any]:
         "performance": performance,
         "challenger": challenger,
         "promote_after_days": settings.challenger_promote_after_days,
+        "alarms": _alarms(settings),
     }
+
+
+def _alarms(settings: Settings) -> list[dict[str, Any]]:
+    """The latest alarms raised (serving.alarms' history), newest first."""
+    path = settings.monitoring_dir / "alarms.jsonl"
+    if not path.is_file():
+        return []
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return list(reversed(lines))[:MONITORING_DAYS]
 
 
 # ------------------------------------------------------------------ all of them
