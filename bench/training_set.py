@@ -37,6 +37,14 @@ while; ``--rebuild`` prepares it again):
    (``training.gate.baseline_metrics``, the same snapshot and window). The snapshot's path is
    printed: the GPU figure in docs/benchmarks.md comes from running the same entry point on it.
 
+5. **One prediction time.** For ``FTI_TRAINING_AS_OF=day_start`` (the default) and ``horizon``
+   (rows 2 h before departure, the earlier rule): a model trained on that year's training set,
+   its ROC AUC on the test window as the gate measures it (the training set's own rows) next to
+   the ROC AUC the same model gets on the same flights from the features batch scoring gives
+   them as of each day's start (the online service answers the same features:
+   tests/serving/test_parity.py); the feature cells that differ, and the largest probability
+   difference (the target for ``day_start``: equal, by construction).
+
 Run it (from the repository root)::
 
     .venv/bin/python bench/training_set.py               # everything: ~25 min on 2 cores, first run
@@ -440,9 +448,96 @@ def main(argv=None) -> int:
             flush=True,
         )
 
+    if not args.skip_train:
+        print(
+            "5. one prediction time: the gate's ROC AUC vs what the batch path delivers", flush=True
+        )
+        report["prediction_time"] = {}
+        for mode in ("day_start", "horizon"):
+            got = prediction_time_cell(
+                settings, mode, ours if mode == "day_start" else None, env, args
+            )
+            report["prediction_time"][mode] = got
+            print(
+                f"   FTI_TRAINING_AS_OF={mode}: gate (test window, {got['flights']} flights) "
+                f"ROC AUC {got['gate_roc_auc']:.4f}; batch path on the same flights "
+                f"{got['batch_roc_auc']:.4f} (difference {got['difference']:.2e}; largest "
+                f"probability difference {got['max_probability_difference']:.2e}); "
+                f"{got['feature_cells_differing']} of {got['feature_cells']} feature cells differ",
+                flush=True,
+            )
+
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0
+
+
+def prediction_time_cell(settings, mode: str, joined, env: dict, args) -> dict:
+    """Train on the year's training set stamped by ``mode`` (FTI_TRAINING_AS_OF), then score
+    its test window twice: with the training set's own rows (what the gate measures) and with
+    the features batch scoring gives the same flights as of each day's start (what the batch
+    path, and the online service, which answers the same features (tests/serving/test_parity.py),
+    deliver)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from fti.ground.contract import contract
+    from serving import batch
+    from serving import model as served
+    from training import dataset
+
+    s = settings.model_copy(update={"training_as_of": mode})
+    df = joined if joined is not None else dataset.point_in_time_join(dataset.load_spine(s), s)
+    df = df.copy()
+    last = df["sched_dep_ts"].dt.tz_convert(s.timezone).dt.date.max()
+    df["split"] = dataset.time_split(df, last, 14, 14, s.timezone)
+    snap, _ = dataset.write_snapshot(df, s.data_dir / "training_sets")
+    out = Path(s.home) / f"model-{mode}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--snapshot", str(snap), "--out", str(out)]
+        + ["--epochs", str(args.epochs), "--device", "cpu"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    model = served.load(out)
+    label = contract(s).label
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    gate_p = model.predict_proba(test)
+    local = test["sched_dep_ts"].dt.tz_convert(s.timezone).dt.date
+    parts = []
+    for day in sorted(local.unique()):
+        start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(s.timezone))
+        flights = test.loc[local == day, dataset.SPINE_COLUMNS]
+        parts.append(batch.features_as_of(flights, start, s))
+    scored = pd.concat(parts).set_index("flight_id").loc[test["flight_id"]].reset_index()
+    batch_p = model.predict_proba(scored)
+    y = test[label].to_numpy().astype(int)
+    features = [
+        c for c in model.preprocessor.categorical + model.preprocessor.numeric if c in scored
+    ]
+    differing = 0
+    for c in features:
+        a, b = test[c], scored[c]
+        same = (a.isna() & b.isna()) | (a == b)
+        differing += int((~same).sum())
+    gate_auc, batch_auc = float(roc_auc_score(y, gate_p)), float(roc_auc_score(y, batch_p))
+    return {
+        "flights": len(test),
+        "gate_roc_auc": gate_auc,
+        "batch_roc_auc": batch_auc,
+        "difference": abs(gate_auc - batch_auc),
+        "max_probability_difference": float(np.max(np.abs(gate_p - batch_p))),
+        "feature_cells": len(features) * len(test),
+        "feature_cells_differing": differing,
+    }
 
 
 if __name__ == "__main__":
