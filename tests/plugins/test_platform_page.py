@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, free_port, http
@@ -584,3 +585,34 @@ def test_the_alarm_history_and_the_promise_show_beside_realised_performance(
     assert "rolling ROC AUC 0.6021 vs 0.6612" in _text(alarm)
     data = _status(client, token)["sections"]["monitoring"]["data"]
     assert [a["kind"] for a in data["alarms"]] == ["performance"]
+
+
+def test_a_busy_registry_shows_its_last_answer_with_its_age(monkeypatch):
+    """The Models section while a training holds the registry: the last answer, saying how old
+    it is, instead of "unavailable"; the late read still lands and is the next page's."""
+    from fti.ground.settings import Settings
+
+    calls = []
+
+    def models(settings):
+        calls.append(time.monotonic())
+        if len(calls) == 2:  # the registry busy for a while
+            time.sleep(1.5)
+        return {"name": "flight_delay", "champion": str(len(calls)), "versions": []}
+
+    quick = {k: (lambda s: {}) for k in SECTIONS}
+    monkeypatch.setattr(sections, "SECTIONS", {**quick, "models": models})
+    monkeypatch.setattr(sections, "NEEDS_LIBRARIES", frozenset())  # these need none
+    s = Settings(home=Path("/nonexistent/fti-busy-registry"))
+    first = sections.collect(s, timeout_s=0.5)["sections"]["models"]
+    assert first["available"] and first["data"]["champion"] == "1" and "note" not in first
+    busy = sections.collect(s, timeout_s=0.5)["sections"]["models"]
+    assert busy["available"] and busy["data"]["champion"] == "1"
+    assert busy["note"].startswith("as of ") and "no answer within 0.5 s" in busy["note"]
+    time.sleep(1.5)  # the late read completes
+    after = sections.collect(s, timeout_s=0.5)["sections"]["models"]
+    assert after["data"]["champion"] == "3" and "note" not in after
+    # another configuration never sees this one's answers
+    other = Settings(home=Path("/nonexistent/fti-other"))
+    monkeypatch.setattr(sections, "SECTIONS", {**quick, "models": lambda s: time.sleep(1) or {}})
+    assert sections.collect(other, timeout_s=0.2)["sections"]["models"]["available"] is False

@@ -91,6 +91,7 @@ TEMPLATE = """<!doctype html>
 
 <section id="models"><h2>Models</h2>
 {% set s = sections.models %}{% if not s.available %}{{ unavailable(s) }}{% else %}
+{% if s.note %}<p class="meta" data-stale="{{ s.stale_s }}">{{ s.note }}</p>{% endif %}
 <div class="meta">registered model {{ s.data.name }}; champion: <span id="champion">{{ ("v" ~ s.data.champion) if s.data.champion else "none" }}</span>; shadow challenger: <span id="challenger">{{ ("v" ~ s.data.challenger) if s.data.challenger else "none" }}</span>{% if s.data.note %}; {{ s.data.note }}{% endif %}</div>
 {% if s.data.versions %}<table><tr><th>version</th><th>registered</th><th>gate</th><th>ROC AUC</th><th>log loss</th><th>calibration error</th><th>baseline ROC AUC</th><th>champion's ROC AUC then</th><th>data interval</th><th>reasons</th></tr>
 {% for v in s.data.versions %}<tr data-version="{{ v.version }}" class="{{ 'champion' if v.champion else '' }}">

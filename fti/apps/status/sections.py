@@ -714,16 +714,48 @@ def _run(name: str, fn: Callable[[Settings], dict], settings: Settings) -> dict[
     return out
 
 
+#: sections whose last answer the page shows, saying how old it is, while their store is too
+#: busy to answer in time (the registry's SQLite while a training registers a model, seen in
+#: Chromium during replayed days as "Models: unavailable: no answer within 0.8 s")
+STALE_OK = frozenset({"models"})
+#: the last available answer of those sections, per configuration
+_last_good: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+
+def _remember(key: tuple[str, str], future) -> None:
+    try:
+        out = future.result()
+    except Exception:  # _run catches everything; nothing to keep otherwise
+        return
+    if out.get("available"):
+        _last_good[key] = (time.time(), out)
+
+
 def collect(settings: Settings, timeout_s: float | None = None) -> dict[str, Any]:
-    """Every section, each read within ``timeout_s`` (``FTI_STATUS_TIMEOUT_S``) from the start."""
+    """Every section, each read within ``timeout_s`` (``FTI_STATUS_TIMEOUT_S``) from the start;
+    a section that does not answer in time shows its last answer, with its age, when it had
+    one (the late read still completes and becomes the next page's last answer)."""
     timeout_s = settings.status_timeout_s if timeout_s is None else timeout_s
     started = time.monotonic()
     futures = {name: _pool.submit(_run, name, fn, settings) for name, fn in SECTIONS.items()}
     sections = {}
+    config = settings.model_dump_json()
     for name, future in futures.items():
+        key = (name, config)
+        if name in STALE_OK:
+            future.add_done_callback(lambda f, key=key: _remember(key, f))
         try:
             sections[name] = future.result(timeout=max(0.0, started + timeout_s - time.monotonic()))
         except FutureTimeout:
+            if key in _last_good:
+                at, last = _last_good[key]
+                age = time.time() - at
+                sections[name] = {
+                    **last,
+                    "stale_s": round(age, 1),
+                    "note": f"as of {age:.0f} s ago: no answer within {timeout_s:g} s now",
+                }
+                continue
             reason = f"no answer within {timeout_s:g} s"
             if name in NEEDS_LIBRARIES and not _libraries_loaded:
                 reason += (
