@@ -125,23 +125,27 @@ def test_inference_dag_shape_and_the_drift_loop():
     from airflow.dag_processing.dagbag import DagBag
     from helpers import ROOT
 
-    from fti.ground.assets import DRIFT, FEATURES, MODEL
+    from fti.ground.assets import DRIFT, FEATURES, MODEL, PERFORMANCE
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     dag = bag.dags["inference_pipeline"]
     order = ["deploy", "score_next_day", "monitor", "drifted", "drift"]
     for up, down in zip(order, order[1:], strict=False):
         assert down in dag.task_dict[up].downstream_task_ids
+    assert "underperformed" in dag.task_dict["monitor"].downstream_task_ids
+    assert "performance" in dag.task_dict["underperformed"].downstream_task_ids
     assert [o.name for o in dag.task_dict["drift"].outlets] == [DRIFT.name]
+    assert [o.name for o in dag.task_dict["performance"].outlets] == [PERFORMANCE.name]
     # either event runs it: a promoted model, or a newly published day
     assert type(dag.timetable.asset_condition).__name__ == "AssetAny"
     assert {a.name for a in dag.timetable.asset_condition.objects} == {MODEL.name, FEATURES.name}
-    # and the loop closes: drift schedules the training pipeline (as new features do)
+    # and the loops close: both alarms schedule the training pipeline (as new features do)
     training = bag.dags["training_pipeline"]
     assert type(training.timetable.asset_condition).__name__ == "AssetAny"
     assert {a.name for a in training.timetable.asset_condition.objects} == {
         FEATURES.name,
         DRIFT.name,
+        PERFORMANCE.name,
     }
 
 
