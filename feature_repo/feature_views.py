@@ -25,9 +25,9 @@ from feast.types import Float64, Int32, Int64, String
 
 TAGS = {"pipeline": "feature", "dataset": "nycflights13"}
 #: planes missing from the planes table have no attributes, and a plane's row is published the
-#: day it first flies: as of the start of the data set's second day (its first training rows'
-#: prediction time) about 40% of that day's planes are known (measured on the tests' two days),
-#: more as the weeks go by
+#: day it first flies: with FTI_TRAINING_AS_OF=day_start, as of the start of the data set's
+#: second day (its first training rows' prediction time) about 40% of that day's planes are
+#: known (measured on the tests' two days), more as the weeks go by
 PLANE_PRESENT = {"present_share": "0.35"}
 
 

@@ -6,7 +6,9 @@
   ``gate.numbers``): an alarm when it falls more than ``FTI_PERFORMANCE_ALARM_MARGIN`` (0.03)
   below, over at least ``FTI_PERFORMANCE_MIN_ROWS`` labelled flights. The promise and the
   delivery are comparable because both are measured with the features as of each day's start
-  (docs/architecture.md, "One prediction time").
+  (docs/architecture.md, "One prediction time"), which is why the alarm needs
+  ``FTI_TRAINING_AS_OF=day_start``: with the ``horizon`` rule the promise is higher than any
+  serving path can deliver, and the alarm says so instead of firing every day.
 - **Drift**: a feature drifted (the daily report's ``drifted``) on each of the last
   ``FTI_DRIFT_PERSIST_DAYS`` scored days (3), so that one storm day does not retrain the model.
 
@@ -98,6 +100,13 @@ def _label(settings: Settings) -> str:
 def performance_alarm(day: date | str, settings: Settings) -> dict[str, Any]:
     """The performance verdict for ``day`` (the latest labelled day): ``alarm`` True when the
     rolling ROC AUC is below the promise by more than the margin over enough flights."""
+    if settings.training_as_of != "day_start":
+        return {
+            "alarm": False,
+            "why": "the gate's promise is not what serving can deliver with "
+            f"FTI_TRAINING_AS_OF={settings.training_as_of} (training rows stamped before the "
+            "serving paths' prediction time): no performance alarm; day_start makes them equal",
+        }
     rolling = rolling_performance(day, settings)
     if rolling is None:
         return {"alarm": False, "why": "no labelled day of the live model yet"}

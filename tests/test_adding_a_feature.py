@@ -101,11 +101,10 @@ out["training_set_columns"] = list(snap.columns)
 out["training_present_share"] = float(snap[FEATURE].notna().mean())
 out["training_values"] = sorted(set(int(v) for v in snap[FEATURE].dropna()))[:5]
 
-# a model on it: the set holds day 2 only (day 1, predicted as of its start, has nothing
-# published before it); its early hours train, the late morning validates, the afternoon tests
+# a model on it (day 1 trains, day 2's morning validates, its afternoon tests)
 from training import dataset
 local = snap["sched_dep_ts"].dt.tz_convert(settings.timezone)
-snap["split"] = np.where(local.dt.hour < 11, "train", np.where(local.dt.hour < 14, "validation", "test"))
+snap["split"] = np.where(local.dt.day == 1, "train", np.where(local.dt.hour < 14, "validation", "test"))
 path, _ = dataset.write_snapshot(snap, settings.data_dir / "training_sets")
 model_dir = settings.data_dir / "model"
 train.train(path, model_dir, epochs=1)

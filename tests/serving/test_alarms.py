@@ -25,7 +25,7 @@ PROMISE = 0.70
 @pytest.fixture
 def home(served_model, tmp_path):
     """A private home whose registry holds the live model, v1, promising ROC AUC 0.70."""
-    s = Settings(home=tmp_path / "home", data_root=tmp_path / "data")
+    s = Settings(home=tmp_path / "home", data_root=tmp_path / "data", training_as_of="day_start")
     results = {"validation": {}, "test": {}, "samples_per_second": 1.0}
     _, v = registry.register(served_model, results, {}, s)
     numbers = {"candidate": {"roc_auc": PROMISE, "log_loss": 0.5, "calibration_error": 0.02}}
@@ -113,3 +113,12 @@ def test_too_few_labelled_flights_raise_nothing(home):
         _day(home, FIRST + timedelta(i), informed=False)
     verdict = alarms.performance_alarm(FIRST + timedelta(6), few)
     assert not verdict["alarm"] and "labelled flights (< 10000)" in verdict["why"]
+
+
+def test_no_performance_alarm_where_the_promise_is_not_what_serving_delivers(home):
+    for i in range(7):
+        _day(home, FIRST + timedelta(i), informed=False)
+    horizon = home.model_copy(update={"training_as_of": "horizon"})
+    verdict = alarms.performance_alarm(FIRST + timedelta(6), horizon)
+    assert not verdict["alarm"] and "FTI_TRAINING_AS_OF=horizon" in verdict["why"]
+    assert alarms.performance_alarm(FIRST + timedelta(6), home)["alarm"]

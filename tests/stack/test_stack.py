@@ -339,7 +339,7 @@ def _kill_scheduler_during(stack, dag_id: str, logical_date: str | None, task_id
 
 
 def test_scheduler_killed_mid_run_finishes_without_duplicates(stack, cycle):
-    day = "2013-01-05"
+    day = "2013-01-04"
     # a feature day whose Spark job dies with the scheduler
     _kill_scheduler_during(stack, "feature_pipeline", _local_midnight(day), "compute_features")
     parts = _partitions_without_duplicates(stack, day)
@@ -347,7 +347,7 @@ def test_scheduler_killed_mid_run_finishes_without_duplicates(stack, cycle):
         assert p["files"] == 1 and p["rows"] > 0 and p["duplicates"] == 0, (view, p)
     # batch scoring killed the same way: the next day's predictions, once
     _kill_scheduler_during(stack, "inference_pipeline", None, "score_next_day")
-    preds = _predictions_without_duplicates(stack, "2013-01-06")
+    preds = _predictions_without_duplicates(stack, "2013-01-05")
     assert preds["files"] == 1 and preds["rows"] > 0 and preds["duplicates"] == 0, preds
 
 

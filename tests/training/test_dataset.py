@@ -33,17 +33,15 @@ def test_spine_is_every_departed_flight_at_its_prediction_time(spine):
     labels = pd.read_parquet(get_settings().offline_dir / "flight_labels")
     labels = labels[labels["date"].astype(str) <= "2013-01-02"]
     assert len(spine) == len(labels)
-    # the default: one microsecond before the start of the flight's local day
-    local = spine["sched_dep_ts"].dt.tz_convert("America/New_York")
+    # the default (FTI_TRAINING_AS_OF=horizon): the horizon before departure
+    assert (spine["sched_dep_ts"] - spine["event_timestamp"] == timedelta(hours=2)).all()
+    # day_start: one microsecond before the start of the flight's local day
+    s = get_settings().model_copy(update={"training_as_of": "day_start"})
+    other = dataset.load_spine(s, first=date(2013, 1, 1), last=date(2013, 1, 2))
+    local = other["sched_dep_ts"].dt.tz_convert("America/New_York")
     midnight = local.dt.normalize()
     assert (midnight.dt.hour == 0).all() and (midnight.dt.date == local.dt.date).all()
-    assert (spine["event_timestamp"] == midnight - timedelta(microseconds=1)).all()
-    # FTI_TRAINING_AS_OF=horizon: the horizon before departure
-    horizon = get_settings().model_copy(
-        update={"training_as_of": "horizon", "prediction_horizon_hours": 3.0}
-    )
-    other = dataset.load_spine(horizon, first=date(2013, 1, 1), last=date(2013, 1, 2))
-    assert (other["sched_dep_ts"] - other["event_timestamp"] == timedelta(hours=3)).all()
+    assert (other["event_timestamp"] == midnight - timedelta(microseconds=1)).all()
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +129,7 @@ def test_no_feature_comes_from_after_its_row(spine):
     for c in ts_cols:
         present = out[c].notna()
         assert (out.loc[present, c] <= out.loc[present, "event_timestamp"]).all()
-    # the data set's first day has nothing published before its start (the prediction time):
-    # the pipeline's training sets start on the second day (training.pipeline)
-    second = out[out["sched_dep_ts"].dt.tz_convert(NY).dt.date == date(2013, 1, 2)]
-    report = dataset.validate(second, datetime(2013, 1, 3, tzinfo=NY), None)
+    report = dataset.validate(out, datetime(2013, 1, 3, tzinfo=NY), None)
     assert report.success
 
 

@@ -19,7 +19,7 @@ DAY = date(2013, 1, 2)  # the second day the session's feature pipeline publishe
 
 
 def test_training_rows_hold_the_features_batch_scoring_gives_the_same_flights(two_days):
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"training_as_of": "day_start"})
     spine = dataset.load_spine(settings, first=DAY, last=DAY)
     training = dataset.join_features(spine, settings).set_index("flight_id")
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=ZoneInfo(settings.timezone))

@@ -111,9 +111,7 @@ def test_local_runtime_end_to_end(two_days, good_source, monkeypatch, capsys):
         settings.model_name, result["version"]
     )
     assert mv.tags["training_set.hash"] == built["hash"]
-    # the flights trained on: the first day is predicted as of its start, when nothing is
-    # published, so the set starts on the second (its features come from the first)
-    assert mv.tags["data_interval"] == "2013-01-02..2013-01-05"
+    assert mv.tags["data_interval"] == "2013-01-01..2013-01-05"
     assert json.loads(mv.tags["gate.numbers"])["candidate"]["rows"] == built["splits"]["test"]
     assert mv.tags["trigger"] == "manual" and t["trigger"]["reason"] == "manual"
 
