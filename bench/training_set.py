@@ -401,28 +401,7 @@ def main(argv=None) -> int:
         df["split"] = dataset.time_split(df, last, 14, 14, settings.timezone)
         snap, digest = dataset.write_snapshot(df, settings.data_dir / "training_sets")
         out = home / "model-cpu"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "training",
-                "train",
-                "--snapshot",
-                str(snap),
-                "--out",
-                str(out),
-                "--epochs",
-                str(args.epochs),
-                "--device",
-                "cpu",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr[-3000:])
+        train_cpu(snap, out, args.epochs, env)
         res = json.loads((out / "metrics.json").read_text())
         from training import gate
 
@@ -454,9 +433,7 @@ def main(argv=None) -> int:
         )
         report["prediction_time"] = {}
         for mode in ("day_start", "horizon"):
-            got = prediction_time_cell(
-                settings, mode, ours if mode == "day_start" else None, env, args
-            )
+            got = prediction_time_cell(settings, mode, env, args)
             report["prediction_time"][mode] = got
             print(
                 f"   FTI_TRAINING_AS_OF={mode}: gate (test window, {got['flights']} flights) "
@@ -472,7 +449,22 @@ def main(argv=None) -> int:
     return 0
 
 
-def prediction_time_cell(settings, mode: str, joined, env: dict, args) -> dict:
+def train_cpu(snapshot: Path, out: Path, epochs: int, env: dict) -> None:
+    """``python -m training train`` on the CPU, as the pipeline runs it; stops the benchmark
+    with the entry point's error when it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--snapshot", str(snapshot), "--out", str(out)]
+        + ["--epochs", str(epochs), "--device", "cpu"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+
+
+def prediction_time_cell(settings, mode: str, env: dict, args) -> dict:
     """Train on the year's training set stamped by ``mode`` (FTI_TRAINING_AS_OF), then score
     its test window twice: with the training set's own rows (what the gate measures) and with
     the features batch scoring gives the same flights as of each day's start (what the batch
@@ -491,22 +483,13 @@ def prediction_time_cell(settings, mode: str, joined, env: dict, args) -> dict:
     from training import dataset
 
     s = settings.model_copy(update={"training_as_of": mode})
-    df = joined if joined is not None else dataset.point_in_time_join(dataset.load_spine(s), s)
-    df = df.copy()
+    # its own spine per mode: cell 1's follows the configured default
+    df = dataset.point_in_time_join(dataset.load_spine(s), s)
     last = df["sched_dep_ts"].dt.tz_convert(s.timezone).dt.date.max()
     df["split"] = dataset.time_split(df, last, 14, 14, s.timezone)
     snap, _ = dataset.write_snapshot(df, s.data_dir / "training_sets")
     out = Path(s.home) / f"model-{mode}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "training", "train", "--snapshot", str(snap), "--out", str(out)]
-        + ["--epochs", str(args.epochs), "--device", "cpu"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr[-3000:])
+    train_cpu(snap, out, args.epochs, env)
     model = served.load(out)
     label = contract(s).label
     test = df[df["split"] == "test"].reset_index(drop=True)

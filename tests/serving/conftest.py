@@ -157,6 +157,20 @@ def nan_model(served_model, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def data_root(two_days, tmp_path):
+    """A data root of its own whose offline store shows the session's views (so the inference
+    log a test counts is its own)."""
+    from fti.ground.contract import contract
+
+    base = get_settings()
+    offline = tmp_path / "data" / "offline"
+    offline.mkdir(parents=True)
+    for view in contract().view_names:
+        (offline / view).symlink_to(base.offline_dir / view, target_is_directory=True)
+    return tmp_path / "data"
+
+
 @pytest.fixture(scope="session")
 def start_service(tmp_path_factory):
     """Start the service with extra environment: ``start_service({"FTI_...": ...})``. Every

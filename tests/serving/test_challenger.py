@@ -16,7 +16,7 @@ from helpers import next_day_flight
 
 from fti.ground import files
 from fti.ground.contract import contract
-from fti.ground.settings import Settings, get_settings
+from fti.ground.settings import Settings
 from serving import challenger, features, inference_log
 from serving import model as served
 from training import gate, registry
@@ -156,17 +156,6 @@ def test_a_day_with_too_few_rows_counts_for_neither(registered):
 
 
 # ------------------------------------------------------------------ in the running service
-
-
-@pytest.fixture
-def data_root(two_days, tmp_path):
-    """A data root whose offline store shows the session's views, with a log of its own."""
-    base = get_settings()
-    offline = tmp_path / "data" / "offline"
-    offline.mkdir(parents=True)
-    for view in contract().view_names:
-        (offline / view).symlink_to(base.offline_dir / view, target_is_directory=True)
-    return tmp_path / "data"
 
 
 def _admin(url: str, body: dict, token: str | None = TOKEN) -> tuple[int, dict]:

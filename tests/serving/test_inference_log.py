@@ -12,23 +12,10 @@ import pandas as pd
 import pytest
 from helpers import next_day_flight
 
-from fti.ground.contract import contract
-from fti.ground.settings import Settings, get_settings
+from fti.ground.settings import Settings
 from serving import inference_log
 
 TZ = "America/New_York"
-
-
-@pytest.fixture
-def data_root(two_days, tmp_path):
-    """A data root of its own whose offline store shows the session's views (so the log this
-    test counts is its own)."""
-    base = get_settings()
-    offline = tmp_path / "data" / "offline"
-    offline.mkdir(parents=True)
-    for view in contract().view_names:
-        (offline / view).symlink_to(base.offline_dir / view, target_is_directory=True)
-    return tmp_path / "data"
 
 
 def _load(url: str, flight: dict, answered: list, stop: threading.Event, clients: int = 4):
